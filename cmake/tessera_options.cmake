@@ -1,0 +1,39 @@
+# SPDX-License-Identifier: Apache-2.0
+# Compiler flags for TESSERA_SIMD_ARCH and the warning/sanitizer defaults of tessera's own targets.
+
+# tessera_simd_flags(<flags_var> <defs_var>): flags that select the SIMD target. xsimd picks its
+# default_arch from the same flags, so backend::cpu follows TESSERA_SIMD_ARCH automatically.
+function(tessera_simd_flags flags_var defs_var)
+  set(arch "${TESSERA_SIMD_ARCH}")
+  set(flags "")
+  if(arch STREQUAL "native")
+    set(flags -march=native)
+  elseif(arch STREQUAL "x86-64-v3" OR arch STREQUAL "avx2")
+    set(flags -march=x86-64-v3)
+  elseif(arch STREQUAL "x86-64-v4")
+    set(flags -march=x86-64-v4)
+  elseif(arch STREQUAL "avx512")
+    # x86-64-v4 plus the AVX-512 BF16 dot product (Cooper Lake, Sapphire Rapids, Zen 4 and later).
+    set(flags -march=x86-64-v4 -mavx512bf16)
+  elseif(arch STREQUAL "none")
+    set(flags "")   # the compiler's baseline (SSE2 on x86-64): every fallback path is exercised
+  else()
+    message(FATAL_ERROR "TESSERA_SIMD_ARCH='${arch}' is not one of x86-64-v3, x86-64-v4, avx2, avx512, native, none")
+  endif()
+  set(${flags_var} ${flags} PARENT_SCOPE)
+  set(${defs_var} TESSERA_SIMD_ARCH_NAME="${arch}" PARENT_SCOPE)
+endfunction()
+
+# tessera_target_defaults(<target>): warnings, -Werror and sanitizers for tessera's own
+# tests, benchmarks and examples (never forced on consumers of the INTERFACE target).
+function(tessera_target_defaults target)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wno-psabi)
+  if(TESSERA_WERROR)
+    target_compile_options(${target} PRIVATE -Werror)
+  endif()
+  if(TESSERA_SANITIZE)
+    string(REPLACE ";" "," san "${TESSERA_SANITIZE}")
+    target_compile_options(${target} PRIVATE -fsanitize=${san} -fno-omit-frame-pointer -fno-sanitize-recover=all)
+    target_link_options(${target} PRIVATE -fsanitize=${san})
+  endif()
+endfunction()

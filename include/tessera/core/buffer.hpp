@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: Apache-2.0
+// buffer<T, Space>: owning, move-only storage. Host buffers are 64-byte aligned (one cache line,
+// one AVX-512 register) and hand out tensor_views; the device specialization lives in
+// backend/cuda/buffer.cuh. Blocks take views only; models own buffers.
+#pragma once
+
+#include <tessera/core/error.hpp>
+#include <tessera/core/tensor_view.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <limits>
+#include <new>
+#include <span>
+#include <type_traits>
+#include <utility>
+
+namespace tessera {
+
+inline constexpr std::size_t buffer_alignment = 64;
+
+template <class T, class Space = backend::host_space>
+class buffer;
+
+template <class T>
+class buffer<T, backend::host_space> {
+  static_assert(std::is_trivially_copyable_v<T> && std::is_trivially_destructible_v<T>,
+                "tessera::buffer holds trivially copyable element types only");
+
+ public:
+  using value_type = T;
+  using space = backend::host_space;
+
+  buffer() noexcept = default;
+  /// n elements, uninitialized (trivial types: the memory holds whatever was there).
+  explicit buffer(index_t n) { allocate(n); }
+  /// n elements, each set to `value`.
+  buffer(index_t n, T const& value) {
+    allocate(n);
+    std::fill_n(data_, n, value);
+  }
+  buffer(buffer&& o) noexcept : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+  buffer& operator=(buffer&& o) noexcept {
+    if (this != &o) {
+      release();
+      data_ = std::exchange(o.data_, nullptr);
+      size_ = std::exchange(o.size_, 0);
+    }
+    return *this;
+  }
+  buffer(buffer const&) = delete;
+  buffer& operator=(buffer const&) = delete;
+  ~buffer() { release(); }
+
+  [[nodiscard]] T* data() noexcept { return data_; }
+  [[nodiscard]] T const* data() const noexcept { return data_; }
+  [[nodiscard]] index_t size() const noexcept { return size_; }
+  [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
+  [[nodiscard]] std::span<T> span() noexcept { return {data_, static_cast<std::size_t>(size_)}; }
+  [[nodiscard]] std::span<T const> span() const noexcept { return {data_, static_cast<std::size_t>(size_)}; }
+  [[nodiscard]] T& operator[](index_t i) noexcept { return data_[i]; }
+  [[nodiscard]] T const& operator[](index_t i) const noexcept { return data_[i]; }
+
+  /// A contiguous row-major view of the first prod(extents) elements.
+  template <std::size_t Rank>
+  [[nodiscard]] tensor_view<T, static_cast<int>(Rank)> view(std::array<index_t, Rank> const& extents) {
+    check_extents(extents);
+    return {data_, extents};
+  }
+  template <std::size_t Rank>
+  [[nodiscard]] tensor_view<T const, static_cast<int>(Rank)> view(std::array<index_t, Rank> const& extents) const {
+    check_extents(extents);
+    return {data_, extents};
+  }
+  /// Brace-list overloads: buf.view({rows, cols}).
+  [[nodiscard]] tensor_view<T, 1> view(index_t n) { return view(std::array<index_t, 1>{n}); }
+  [[nodiscard]] tensor_view<T, 2> view(index_t a, index_t b) { return view(std::array<index_t, 2>{a, b}); }
+  [[nodiscard]] tensor_view<T const, 2> view(index_t a, index_t b) const { return view(std::array<index_t, 2>{a, b}); }
+  [[nodiscard]] tensor_view<T, 3> view(index_t a, index_t b, index_t c) { return view(std::array<index_t, 3>{a, b, c}); }
+
+ private:
+  void allocate(index_t n) {
+    TESSERA_CHECK(n >= 0, "buffer: element count must be non-negative, got ", n);
+    TESSERA_CHECK(static_cast<std::size_t>(n) <= (std::numeric_limits<std::size_t>::max() / sizeof(T)) - buffer_alignment,
+                  "buffer: ", n, " elements of ", sizeof(T), " bytes overflow the address space");
+    if (n == 0) return;
+    // Round the byte count up to the alignment so vector tails may over-read within the block.
+    std::size_t const bytes = (static_cast<std::size_t>(n) * sizeof(T) + buffer_alignment - 1) / buffer_alignment * buffer_alignment;
+#if defined(__cpp_exceptions) || defined(__EXCEPTIONS)
+    try {
+      data_ = static_cast<T*>(::operator new(bytes, std::align_val_t{buffer_alignment}));
+    } catch (std::bad_alloc const&) {
+      TESSERA_FAIL("buffer: cannot allocate ", bytes, " bytes (", n, " elements)");
+    }
+#else
+    data_ = static_cast<T*>(::operator new(bytes, std::align_val_t{buffer_alignment}, std::nothrow));
+    TESSERA_CHECK(data_ != nullptr, "buffer: cannot allocate ", bytes, " bytes (", n, " elements)");
+#endif
+    size_ = n;
+  }
+  void release() noexcept {
+    if (data_) ::operator delete(data_, std::align_val_t{buffer_alignment});
+    data_ = nullptr;
+    size_ = 0;
+  }
+  template <std::size_t Rank>
+  void check_extents(std::array<index_t, Rank> const& extents) const {
+    index_t n = 1;
+    for (auto e : extents) {
+      TESSERA_CHECK(e >= 0, "buffer::view: negative extent ", e);
+      n *= e;
+    }
+    TESSERA_CHECK(n <= size_, "buffer::view: a view of ", n, " elements does not fit in a buffer of ", size_);
+  }
+
+  T* data_ = nullptr;
+  index_t size_ = 0;
+};
+
+template <class T>
+using host_buffer = buffer<T, backend::host_space>;
+
+}  // namespace tessera
