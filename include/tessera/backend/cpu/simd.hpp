@@ -16,6 +16,15 @@
 #include <immintrin.h>
 #endif
 
+// GCC 12.2 warns about the intentionally undefined vectors inside its own AVX-512 intrinsics when
+// they are inlined here (GCC bug 105593, fixed in 12.3); the pragma scopes the silence to this file.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#define TESSERA_POP_GCC_DIAGNOSTIC 1
+#endif
+
 namespace tessera::backend::cpu_detail {
 
 template <class Arch>
@@ -104,9 +113,39 @@ inline void store_as_bf16(bf16* p, fbatch<A> const& v) noexcept {
   auto r = (u + bias) >> 16;
   auto const is_nan = (u & ubatch<A>(0x7FFFFFFFu)) > ubatch<A>(0x7F800000u);
   r = xsimd::select(is_nan, ubatch<A>(0x7FC0u), r);
+#if defined(__AVX512F__)
+  if constexpr (n == 16) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(__m512i(r)));
+    return;
+  }
+#endif
   alignas(64) std::uint32_t tmp[n];
   r.store_aligned(tmp);
   for (std::size_t i = 0; i < n; ++i) p[i] = bf16::from_bits(static_cast<std::uint16_t>(tmp[i]));
 }
 
+// ---- row tails (appended for the nn element-wise / row-wise kernels) -------------------------
+
+/// Loads the n < fbatch::size elements of T at p, widened to float; the other lanes hold `fill`
+/// (0 for sums, -inf for maxima, ...). Never touches memory past p[n - 1].
+template <class A, class T>
+[[nodiscard]] inline fbatch<A> load_partial_as_float(T const* p, std::size_t n, float fill) noexcept {
+  alignas(64) float tmp[fbatch<A>::size];
+  for (std::size_t i = 0; i < fbatch<A>::size; ++i) tmp[i] = i < n ? to_float(p[i]) : fill;
+  return fbatch<A>::load_aligned(tmp);
+}
+
+/// Stores the first n < fbatch::size lanes of v to p; p[n] and beyond are not written.
+template <class A>
+inline void store_partial(float* p, fbatch<A> const& v, std::size_t n) noexcept {
+  alignas(64) float tmp[fbatch<A>::size];
+  v.store_aligned(tmp);
+  for (std::size_t i = 0; i < n; ++i) p[i] = tmp[i];
+}
+
 }  // namespace tessera::backend::cpu_detail
+
+#if defined(TESSERA_POP_GCC_DIAGNOSTIC)
+#pragma GCC diagnostic pop
+#undef TESSERA_POP_GCC_DIAGNOSTIC
+#endif

@@ -1,0 +1,555 @@
+// SPDX-License-Identifier: Apache-2.0
+// The cpu GEMM engine behind nn::linear: y[M, N] = x[M, K] @ W[N, K]^T (+ bias), W in PyTorch's
+// [out, in] layout. Large M: BLIS-style blocking -- panels of W are transposed into [k][nr]
+// order in scratch (once per call, reused by every row of x), x is read in place and broadcast,
+// an mr x nr register tile accumulates in f32. Small M (decode): dot products straight from the
+// rows of W, streaming it once at memory bandwidth. bf16 products use AVX512-BF16 vdpbf16ps
+// where the target has it, else the f32 kernels on x rounded to bf16 (same products, exact).
+#pragma once
+
+#include <tessera/backend/cpu/parallel.hpp>
+#include <tessera/backend/cpu/simd.hpp>
+#include <tessera/backend/exec_ctx.hpp>
+#include <tessera/core/dtype.hpp>
+#include <tessera/core/tensor_view.hpp>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#if defined(__AVX512BF16__) && defined(__AVX512BW__)
+#define TESSERA_HAVE_AVX512_BF16_DOT 1
+#else
+#define TESSERA_HAVE_AVX512_BF16_DOT 0
+#endif
+
+// GCC 12.2 warns about the intentionally undefined vectors inside its own AVX-512 intrinsics when
+// they are inlined here (GCC bug 105593, fixed in 12.3); the pragma scopes the silence to this file.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#define TESSERA_POP_GCC_DIAGNOSTIC 1
+#endif
+
+namespace tessera::backend::cpu_detail {
+
+/// Register and cache blocking for an architecture.
+template <class A>
+struct gemm_blocking {
+  static constexpr int lanes = static_cast<int>(fbatch<A>::size);
+  static constexpr int nr = 2 * lanes;              // two vectors of output columns
+  static constexpr int mr = lanes >= 16 ? 14 : 6;   // 2*mr accumulators: 28 of 32 zmm, 12 of 16 ymm/xmm
+  static constexpr index_t kc = 256;                // a W panel kc x nr x 4 B = 32 KiB stays in L1
+  static constexpr index_t nc = 12 * nr;            // a W block nc x kc x 4 B = 384 KiB stays in L2
+  static constexpr index_t gemv_max_rows = 4;       // M <= this: dot-product path, W streamed once
+};
+
+// ---------------------------------------------------------------------------------------------
+// Packing W panels: bp[k][j] = W[n0 + j][k0 + k] as f32 (or as bf16 pairs for vdpbf16ps).
+
+#if defined(__AVX512F__)
+/// In-register 16 x 16 transpose of 32-bit elements: r[i][j] -> r[j][i].
+inline void transpose16x16(__m512 r[16]) noexcept {
+  __m512 t[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);      // per 128-bit block: a0 b0 a1 b1
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);  // a2 b2 a3 b3
+  }
+  for (int i = 0; i < 4; ++i) {  // per block: column c of rows 4i..4i+3
+    __m512d const t0 = _mm512_castps_pd(t[4 * i]), t1 = _mm512_castps_pd(t[4 * i + 1]);
+    __m512d const t2 = _mm512_castps_pd(t[4 * i + 2]), t3 = _mm512_castps_pd(t[4 * i + 3]);
+    r[4 * i + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
+    r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
+    r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
+    r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+  }
+  __m512 out[16];
+  for (int c = 0; c < 4; ++c) {  // gather block b of the four row quads into column 4b + c
+    __m512 const p0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x44), p1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xEE);
+    __m512 const q0 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x44), q1 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xEE);
+    out[c] = _mm512_shuffle_f32x4(p0, q0, 0x88);
+    out[4 + c] = _mm512_shuffle_f32x4(p0, q0, 0xDD);
+    out[8 + c] = _mm512_shuffle_f32x4(p1, q1, 0x88);
+    out[12 + c] = _mm512_shuffle_f32x4(p1, q1, 0xDD);
+  }
+  for (int i = 0; i < 16; ++i) r[i] = out[i];
+}
+#endif
+
+/// Packs rows [n0, n0 + n_valid) x columns [k0, k0 + kb) of W into bp ([kb][NR] f32); rows past
+/// n_valid are zero so the micro-kernel never branches on the N edge.
+template <class A, int NR, class W>
+void pack_w_f32(W const* w, index_t ldw, index_t n0, int n_valid, index_t k0, index_t kb, float* bp) noexcept {
+  index_t k = 0;
+#if defined(__AVX512F__)
+  if constexpr (fbatch<A>::size == 16 && NR % 16 == 0) {
+    for (; k + 16 <= kb; k += 16)
+      for (int g = 0; g < NR / 16; ++g) {
+        __m512 r[16];
+        for (int i = 0; i < 16; ++i) {
+          int const j = g * 16 + i;
+          r[i] = j < n_valid ? __m512(load_as_float<A>(w + (n0 + j) * ldw + k0 + k)) : _mm512_setzero_ps();
+        }
+        transpose16x16(r);
+        for (int i = 0; i < 16; ++i) _mm512_store_ps(bp + (k + i) * NR + g * 16, r[i]);
+      }
+  }
+#endif
+  for (; k < kb; ++k)
+    for (int j = 0; j < NR; ++j) bp[k * NR + j] = j < n_valid ? to_float(w[(n0 + j) * ldw + k0 + k]) : 0.0f;
+}
+
+/// The bias of one panel as NR floats (zero-padded), the accumulators' starting value.
+template <int NR, class Bias>
+void pack_bias(Bias const* bias, index_t n0, int n_valid, float* out) noexcept {
+  for (int j = 0; j < NR; ++j) out[j] = (bias && j < n_valid) ? to_float(bias[n0 + j]) : 0.0f;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Micro-kernels: C[MR x NR] (=|+=) A[MR x kb] * Bp[kb x NR].
+
+/// Loads the C tile into the accumulators (accumulate), or the bias row, or zeros.
+template <class A, int MR, int NR>
+struct c_tile {
+  using B = fbatch<A>;
+  static constexpr int L = static_cast<int>(B::size);
+  static_assert(NR == 2 * L);
+  B c0[MR], c1[MR];
+
+  void init(float* c, index_t ldc, float const* init_row, bool accumulate, int n_valid) noexcept {
+    if (accumulate) {
+      if (n_valid == NR) {
+        for (int i = 0; i < MR; ++i) {
+          c0[i] = B::load_unaligned(c + i * ldc);
+          c1[i] = B::load_unaligned(c + i * ldc + L);
+        }
+      } else {
+        alignas(64) float tmp[NR];
+        for (int i = 0; i < MR; ++i) {
+          for (int j = 0; j < NR; ++j) tmp[j] = j < n_valid ? c[i * ldc + j] : 0.0f;
+          c0[i] = B::load_aligned(tmp);
+          c1[i] = B::load_aligned(tmp + L);
+        }
+      }
+    } else if (init_row) {
+      B const b0 = B::load_unaligned(init_row), b1 = B::load_unaligned(init_row + L);
+      for (int i = 0; i < MR; ++i) {
+        c0[i] = b0;
+        c1[i] = b1;
+      }
+    } else {
+      for (int i = 0; i < MR; ++i) c0[i] = c1[i] = B(0.0f);
+    }
+  }
+  void store(float* c, index_t ldc, int n_valid) const noexcept {
+    if (n_valid == NR) {
+      for (int i = 0; i < MR; ++i) {
+        c0[i].store_unaligned(c + i * ldc);
+        c1[i].store_unaligned(c + i * ldc + L);
+      }
+    } else {
+      alignas(64) float tmp[NR];
+      for (int i = 0; i < MR; ++i) {
+        c0[i].store_aligned(tmp);
+        c1[i].store_aligned(tmp + L);
+        for (int j = 0; j < n_valid; ++j) c[i * ldc + j] = tmp[j];
+      }
+    }
+  }
+};
+
+/// f32 FMA micro-kernel: x rows are broadcast from memory, two vectors of the panel per k.
+template <class A, int MR, int NR>
+void ukernel_f32(index_t kb, float const* a, index_t lda, float const* bp, float* c, index_t ldc,
+                 float const* init_row, bool accumulate, int n_valid) noexcept {
+  using B = fbatch<A>;
+  constexpr int L = static_cast<int>(B::size);
+  c_tile<A, MR, NR> t;
+  t.init(c, ldc, init_row, accumulate, n_valid);
+  for (index_t k = 0; k < kb; ++k) {
+    B const b0 = B::load_aligned(bp + k * NR), b1 = B::load_aligned(bp + k * NR + L);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      B const av(a[i * lda + k]);
+      t.c0[i] = xsimd::fma(av, b0, t.c0[i]);
+      t.c1[i] = xsimd::fma(av, b1, t.c1[i]);
+    }
+  }
+  t.store(c, ldc, n_valid);
+}
+
+#if TESSERA_HAVE_AVX512_BF16_DOT
+/// Packs W (bf16) rows [n0, n0 + n_valid) x pair columns [kp0, kp0 + kpb) into bp
+/// ([kpb][NR] dwords, each dword = W[n][2kp] | W[n][2kp + 1] << 16); a missing odd tail is zero.
+template <int NR>
+void pack_w_bf16_pairs(bf16 const* w, index_t ldw, index_t k_total, index_t n0, int n_valid, index_t kp0,
+                       index_t kpb, std::uint32_t* bp) noexcept {
+  index_t kp = 0;
+  bool const full_pairs = 2 * (kp0 + kpb) <= k_total;
+  for (; full_pairs && kp + 16 <= kpb; kp += 16)
+    for (int g = 0; g < NR / 16; ++g) {
+      __m512 r[16];
+      for (int i = 0; i < 16; ++i) {
+        int const j = g * 16 + i;
+        r[i] = j < n_valid ? _mm512_castsi512_ps(_mm512_loadu_si512(w + (n0 + j) * ldw + 2 * (kp0 + kp)))
+                           : _mm512_setzero_ps();
+      }
+      transpose16x16(r);
+      for (int i = 0; i < 16; ++i) _mm512_store_si512(bp + (kp + i) * NR + g * 16, _mm512_castps_si512(r[i]));
+    }
+  for (; kp < kpb; ++kp)
+    for (int j = 0; j < NR; ++j) {
+      std::uint32_t v = 0;
+      if (j < n_valid) {
+        index_t const k = 2 * (kp0 + kp);
+        bf16 const* row = w + (n0 + j) * ldw;
+        v = row[k].bits | (k + 1 < k_total ? static_cast<std::uint32_t>(row[k + 1].bits) << 16 : 0u);
+      }
+      bp[kp * NR + j] = v;
+    }
+}
+
+/// vdpbf16ps micro-kernel: per pair of k, 32 products per instruction into f32 accumulators.
+/// a: x rounded to bf16, as dwords (pairs) with row stride lda dwords.
+template <class A, int MR, int NR>
+void ukernel_bf16(index_t kpb, std::uint32_t const* a, index_t lda, std::uint32_t const* bp, float* c, index_t ldc,
+                  float const* init_row, bool accumulate, int n_valid) noexcept {
+  static_assert(NR == 32, "the vdpbf16ps kernel is written for two zmm of output columns");
+  c_tile<A, MR, NR> t;
+  t.init(c, ldc, init_row, accumulate, n_valid);
+  __m512 c0[MR], c1[MR];
+  for (int i = 0; i < MR; ++i) {
+    c0[i] = t.c0[i];
+    c1[i] = t.c1[i];
+  }
+  for (index_t kp = 0; kp < kpb; ++kp) {
+    __m512bh const b0 = (__m512bh)_mm512_load_si512(bp + kp * NR);
+    __m512bh const b1 = (__m512bh)_mm512_load_si512(bp + kp * NR + 16);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      __m512bh const av = (__m512bh)_mm512_set1_epi32(static_cast<int>(a[i * lda + kp]));
+      c0[i] = _mm512_dpbf16_ps(c0[i], av, b0);
+      c1[i] = _mm512_dpbf16_ps(c1[i], av, b1);
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    t.c0[i] = c0[i];
+    t.c1[i] = c1[i];
+  }
+  t.store(c, ldc, n_valid);
+}
+#endif
+
+/// Calls K<m>::run(args...) for the runtime tile height m in [1, MR].
+template <int MR, template <int> class K, class... Args>
+inline void dispatch_rows(int m, Args&&... args) noexcept {
+  if constexpr (MR >= 1) {
+    if (m == MR) return K<MR>::run(static_cast<Args&&>(args)...);
+    dispatch_rows<MR - 1, K>(m, static_cast<Args&&>(args)...);
+  }
+}
+
+template <class A, int NR>
+struct f32_kernel {
+  template <int MR>
+  struct rows {
+    static void run(index_t kb, float const* a, index_t lda, float const* bp, float* c, index_t ldc, float const* init,
+                    bool accumulate, int n_valid) noexcept {
+      ukernel_f32<A, MR, NR>(kb, a, lda, bp, c, ldc, init, accumulate, n_valid);
+    }
+  };
+};
+#if TESSERA_HAVE_AVX512_BF16_DOT
+template <class A, int NR>
+struct bf16_kernel {
+  template <int MR>
+  struct rows {
+    static void run(index_t kpb, std::uint32_t const* a, index_t lda, std::uint32_t const* bp, float* c, index_t ldc,
+                    float const* init, bool accumulate, int n_valid) noexcept {
+      ukernel_bf16<A, MR, NR>(kpb, a, lda, bp, c, ldc, init, accumulate, n_valid);
+    }
+  };
+};
+#endif
+
+// ---------------------------------------------------------------------------------------------
+// Drivers.
+
+/// Splits an m x n output among T threads: by columns (in units of nr) when there are enough
+/// column panels, else by rows too. Returns (row range, column range) of thread t.
+struct tile_ranges {
+  range rows, cols;
+};
+[[nodiscard]] inline tile_ranges partition(index_t m, index_t n, int t, int T, int nr) noexcept {
+  long long const panels = (n + nr - 1) / nr;
+  int const tn = static_cast<int>(std::min<long long>(T, std::max<long long>(1, panels)));
+  int const tm = T / tn;
+  if (t >= tn * tm) return {{0, 0}, {0, 0}};  // a spare thread: no work
+  return {split(m, t / tn, tm), split(n, t % tn, tn, nr)};
+}
+
+/// Operand shapes of one GEMM, raw pointers and leading dimensions (elements).
+template <class W, class Bias>
+struct gemm_args {
+  index_t m, n, k;
+  float const* x;
+  index_t ldx;
+  W const* w;
+  index_t ldw;
+  Bias const* bias;  // nullptr: none
+  float* y;
+  index_t ldy;
+};
+
+/// Packed-panel GEMM over output columns [n_begin, n_end) and rows [m_begin, m_end), f32 products.
+/// bp: nc * kc + nc floats of scratch owned by the calling thread.
+template <class A, class W, class Bias>
+void gemm_f32_tile(gemm_args<W, Bias> const& g, index_t m_begin, index_t m_end, index_t n_begin, index_t n_end,
+                   float* bp) noexcept {
+  using blk = gemm_blocking<A>;
+  constexpr int NR = blk::nr, MR = blk::mr;
+  float* const bias_panels = bp + blk::nc * blk::kc;
+  for (index_t jc = n_begin; jc < n_end; jc += blk::nc) {
+    index_t const nb = std::min(blk::nc, n_end - jc), panels = (nb + NR - 1) / NR;
+    for (index_t p = 0; p < panels; ++p)
+      pack_bias<NR>(g.bias, jc + p * NR, static_cast<int>(std::min<index_t>(NR, nb - p * NR)), bias_panels + p * NR);
+    for (index_t pc = 0; pc < g.k; pc += blk::kc) {
+      index_t const kb = std::min(blk::kc, g.k - pc);
+      for (index_t p = 0; p < panels; ++p)
+        pack_w_f32<A, NR>(g.w, g.ldw, jc + p * NR, static_cast<int>(std::min<index_t>(NR, nb - p * NR)), pc, kb,
+                          bp + p * kb * NR);
+      for (index_t ic = m_begin; ic < m_end; ic += MR) {
+        int const mb = static_cast<int>(std::min<index_t>(MR, m_end - ic));
+        for (index_t p = 0; p < panels; ++p) {
+          int const nv = static_cast<int>(std::min<index_t>(NR, nb - p * NR));
+          float* c = g.y + ic * g.ldy + jc + p * NR;
+          float const* a = g.x + ic * g.ldx + pc;
+          float const* init = bias_panels + p * NR;
+          dispatch_rows<MR, f32_kernel<A, NR>::template rows>(mb, kb, a, g.ldx, bp + p * kb * NR, c, g.ldy,
+                                                             (g.bias ? init : nullptr), pc > 0, nv);
+        }
+      }
+    }
+  }
+}
+
+#if TESSERA_HAVE_AVX512_BF16_DOT
+/// Packed-panel GEMM with vdpbf16ps. xb: x rounded to bf16, [m][kp] dwords with row stride ldxb.
+template <class A, class Bias>
+void gemm_bf16_tile(gemm_args<bf16, Bias> const& g, std::uint32_t const* xb, index_t ldxb, index_t m_begin,
+                    index_t m_end, index_t n_begin, index_t n_end, std::uint32_t* bp) noexcept {
+  using blk = gemm_blocking<A>;
+  constexpr int NR = blk::nr, MR = blk::mr;
+  constexpr index_t kpc = blk::kc;  // pairs per block: a panel is kpc x NR dwords = 32 KiB, as for f32
+  float* const bias_panels = reinterpret_cast<float*>(bp + blk::nc * kpc);
+  index_t const kp_total = (g.k + 1) / 2;
+  for (index_t jc = n_begin; jc < n_end; jc += blk::nc) {
+    index_t const nb = std::min(blk::nc, n_end - jc), panels = (nb + NR - 1) / NR;
+    for (index_t p = 0; p < panels; ++p)
+      pack_bias<NR>(g.bias, jc + p * NR, static_cast<int>(std::min<index_t>(NR, nb - p * NR)), bias_panels + p * NR);
+    for (index_t pc = 0; pc < kp_total; pc += kpc) {
+      index_t const kpb = std::min(kpc, kp_total - pc);
+      for (index_t p = 0; p < panels; ++p)
+        pack_w_bf16_pairs<NR>(g.w, g.ldw, g.k, jc + p * NR, static_cast<int>(std::min<index_t>(NR, nb - p * NR)), pc,
+                              kpb, bp + p * kpb * NR);
+      for (index_t ic = m_begin; ic < m_end; ic += MR) {
+        int const mb = static_cast<int>(std::min<index_t>(MR, m_end - ic));
+        for (index_t p = 0; p < panels; ++p) {
+          int const nv = static_cast<int>(std::min<index_t>(NR, nb - p * NR));
+          dispatch_rows<MR, bf16_kernel<A, NR>::template rows>(
+              mb, kpb, xb + ic * ldxb + pc, ldxb, bp + p * kpb * NR, g.y + ic * g.ldy + jc + p * NR, g.ldy,
+              g.bias ? bias_panels + p * NR : nullptr, pc > 0, nv);
+        }
+      }
+    }
+  }
+}
+
+/// Small-M path with vdpbf16ps: each output is a dot product of a bf16 x row (zero-padded to a
+/// multiple of 32) with a W row, 4 W rows x MROWS x rows at a time, W read once.
+template <int MROWS, class Bias>
+void gemv_bf16_rows(gemm_args<bf16, Bias> const& g, bf16 const* xb, index_t ldxb, index_t n_begin,
+                    index_t n_end) noexcept {
+  index_t const k_full = g.k / 32 * 32;
+  __mmask32 const tail_mask = g.k % 32 ? static_cast<__mmask32>((1ull << (g.k % 32)) - 1) : 0;
+  index_t n = n_begin;
+  auto finish = [&](int rows, __m512 (*acc)[4], index_t n0) {
+    for (int m = 0; m < MROWS; ++m)
+      for (int r = 0; r < rows; ++r)
+        g.y[m * g.ldy + n0 + r] = _mm512_reduce_add_ps(acc[m][r]) + (g.bias ? to_float(g.bias[n0 + r]) : 0.0f);
+  };
+  for (; n + 4 <= n_end; n += 4) {
+    __m512 acc[MROWS][4];
+    for (auto& am : acc)
+      for (auto& v : am) v = _mm512_setzero_ps();
+    bf16 const* w0 = g.w + n * g.ldw;
+    for (index_t k = 0; k < k_full; k += 32) {
+      __m512bh wv[4];
+      for (int r = 0; r < 4; ++r) wv[r] = (__m512bh)_mm512_loadu_si512(w0 + r * g.ldw + k);
+      for (int m = 0; m < MROWS; ++m) {
+        __m512bh const xv = (__m512bh)_mm512_load_si512(xb + m * ldxb + k);
+        for (int r = 0; r < 4; ++r) acc[m][r] = _mm512_dpbf16_ps(acc[m][r], xv, wv[r]);
+      }
+    }
+    if (tail_mask) {
+      __m512bh wv[4];
+      for (int r = 0; r < 4; ++r) wv[r] = (__m512bh)_mm512_maskz_loadu_epi16(tail_mask, w0 + r * g.ldw + k_full);
+      for (int m = 0; m < MROWS; ++m) {
+        __m512bh const xv = (__m512bh)_mm512_load_si512(xb + m * ldxb + k_full);
+        for (int r = 0; r < 4; ++r) acc[m][r] = _mm512_dpbf16_ps(acc[m][r], xv, wv[r]);
+      }
+    }
+    finish(4, acc, n);
+  }
+  for (; n < n_end; ++n) {  // fewer than 4 rows left
+    __m512 acc[MROWS][4];
+    for (auto& am : acc)
+      for (auto& v : am) v = _mm512_setzero_ps();
+    bf16 const* w0 = g.w + n * g.ldw;
+    for (index_t k = 0; k < k_full + (tail_mask ? 32 : 0); k += 32) {
+      __mmask32 const mk = k < k_full ? ~__mmask32(0) : tail_mask;
+      __m512bh const wv = (__m512bh)_mm512_maskz_loadu_epi16(mk, w0 + k);
+      for (int m = 0; m < MROWS; ++m)
+        acc[m][0] = _mm512_dpbf16_ps(acc[m][0], (__m512bh)_mm512_load_si512(xb + m * ldxb + k), wv);
+    }
+    finish(1, acc, n);
+  }
+}
+#endif
+
+/// Small-M path with f32 products: 4 W rows x MROWS x rows of dot products, W widened on the fly.
+template <class A, int MROWS, class W, class Bias>
+void gemv_f32_rows(gemm_args<W, Bias> const& g, index_t n_begin, index_t n_end) noexcept {
+  using B = fbatch<A>;
+  constexpr index_t L = B::size;
+  index_t const k_full = g.k / L * L;
+  for (index_t n = n_begin; n < n_end; n += 4) {
+    int const rows = static_cast<int>(std::min<index_t>(4, n_end - n));
+    B acc[MROWS][4];
+    for (auto& am : acc)
+      for (auto& v : am) v = B(0.0f);
+    for (index_t k = 0; k < k_full; k += L) {
+      B wv[4];
+      for (int r = 0; r < 4; ++r) wv[r] = r < rows ? load_as_float<A>(g.w + (n + r) * g.ldw + k) : B(0.0f);
+      for (int m = 0; m < MROWS; ++m) {
+        B const xv = B::load_unaligned(g.x + m * g.ldx + k);
+        for (int r = 0; r < 4; ++r) acc[m][r] = xsimd::fma(xv, wv[r], acc[m][r]);
+      }
+    }
+    for (int m = 0; m < MROWS; ++m)
+      for (int r = 0; r < rows; ++r) {
+        float s = reduce_add(acc[m][r]);
+        for (index_t k = k_full; k < g.k; ++k) s += g.x[m * g.ldx + k] * to_float(g.w[(n + r) * g.ldw + k]);
+        g.y[m * g.ldy + n + r] = s + (g.bias ? to_float(g.bias[n + r]) : 0.0f);
+      }
+  }
+}
+
+template <class A, class W, class Bias>
+struct gemv_f32_kernel {
+  template <int MROWS>
+  struct rows {
+    static void run(gemm_args<W, Bias> const& g, index_t n_begin, index_t n_end) noexcept {
+      gemv_f32_rows<A, MROWS>(g, n_begin, n_end);
+    }
+  };
+};
+
+/// Rounds rows of x to bf16 values kept as f32 (the exact inputs of bf16 products) into out.
+template <class A>
+void round_rows_to_bf16(float const* x, index_t ldx, index_t m, index_t k, float* out, index_t ldo) noexcept {
+  for (index_t i = 0; i < m; ++i)
+    for (index_t j = 0; j < k; ++j) out[i * ldo + j] = bf16::from_float(x[i * ldx + j]).to_float();
+}
+
+/// Converts rows of x to bf16 (round to nearest even), zero-padding each row to `ldo` elements.
+template <class A>
+void convert_rows_to_bf16(float const* x, index_t ldx, index_t m, index_t k, bf16* out, index_t ldo) noexcept {
+  constexpr index_t L = fbatch<A>::size;
+  for (index_t i = 0; i < m; ++i) {
+    index_t j = 0;
+    for (; j + L <= k; j += L) store_as_bf16<A>(out + i * ldo + j, fbatch<A>::load_unaligned(x + i * ldx + j));
+    for (; j < k; ++j) out[i * ldo + j] = bf16::from_float(x[i * ldx + j]);
+    for (; j < ldo; ++j) out[i * ldo + j] = bf16::from_bits(0);
+  }
+}
+
+/// y = x W^T (+ bias) for the cpu backend. bf16_products: x is rounded to bf16 first (W must be bf16).
+template <class A, class W, class Bias>
+void gemm(gemm_args<W, Bias> g, bool bf16_products, exec_ctx<cpu_simd<A>>& ctx) {
+  using blk = gemm_blocking<A>;
+  if (g.m == 0 || g.n == 0) return;
+  if (g.k == 0) {  // empty sum: y = bias (or 0)
+    for (index_t i = 0; i < g.m; ++i)
+      for (index_t j = 0; j < g.n; ++j) g.y[i * g.ldy + j] = g.bias ? to_float(g.bias[j]) : 0.0f;
+    return;
+  }
+  auto frame = ctx.scratch().open();
+  int const threads = std::max(1, ctx.threads());
+  bool const small_m = g.m <= blk::gemv_max_rows;
+
+#if TESSERA_HAVE_AVX512_BF16_DOT
+  if constexpr (std::is_same_v<W, bf16> && fbatch<A>::size == 16) {
+    if (bf16_products) {
+      if (small_m) {
+        index_t const ldxb = (g.k + 31) / 32 * 32;  // zero-padded: full-width loads, masked W tail
+        bf16* xb = frame.template alloc<bf16>(static_cast<std::size_t>(g.m * ldxb));
+        convert_rows_to_bf16<A>(g.x, g.ldx, g.m, g.k, xb, ldxb);
+        parallel_region(threads, [&](int t, int T) {
+          auto const r = split(g.n, t, T, 4);
+          switch (g.m) {
+            case 1: gemv_bf16_rows<1>(g, xb, ldxb, r.begin, r.end); break;
+            case 2: gemv_bf16_rows<2>(g, xb, ldxb, r.begin, r.end); break;
+            case 3: gemv_bf16_rows<3>(g, xb, ldxb, r.begin, r.end); break;
+            default: gemv_bf16_rows<4>(g, xb, ldxb, r.begin, r.end); break;
+          }
+        });
+        return;
+      }
+      index_t const kp = (g.k + 1) / 2, ldxb = kp;  // dwords per row
+      auto* xb = frame.template alloc<std::uint32_t>(static_cast<std::size_t>(g.m * ldxb));
+      bf16* xb16 = reinterpret_cast<bf16*>(xb);
+      parallel_region(threads, [&](int t, int T) {
+        auto const r = split(g.m, t, T);
+        convert_rows_to_bf16<A>(g.x + r.begin * g.ldx, g.ldx, r.end - r.begin, g.k, xb16 + r.begin * 2 * ldxb, 2 * ldxb);
+      });
+      std::size_t const per_thread = static_cast<std::size_t>(blk::nc * blk::kc + blk::nc);
+      auto* bp_all = frame.template alloc<std::uint32_t>(per_thread * static_cast<std::size_t>(threads));
+      parallel_region(threads, [&](int t, int T) {
+        auto const [mr, nrg] = partition(g.m, g.n, t, T, blk::nr);
+        gemm_bf16_tile<A>(g, xb, ldxb, mr.begin, mr.end, nrg.begin, nrg.end, bp_all + per_thread * t);
+      });
+      return;
+    }
+  }
+#endif
+  if (bf16_products) {  // no bf16 dot instruction: the f32 kernels on x rounded to bf16 (exact products)
+    float* xr = frame.template alloc<float>(static_cast<std::size_t>(g.m * g.k));
+    round_rows_to_bf16<A>(g.x, g.ldx, g.m, g.k, xr, g.k);
+    g.x = xr;
+    g.ldx = g.k;
+  }
+  if (small_m) {
+    parallel_region(threads, [&](int t, int T) {
+      auto const r = split(g.n, t, T, 4);
+      dispatch_rows<static_cast<int>(blk::gemv_max_rows), gemv_f32_kernel<A, W, Bias>::template rows>(
+          static_cast<int>(g.m), g, static_cast<index_t>(r.begin), static_cast<index_t>(r.end));
+    });
+    return;
+  }
+  std::size_t const per_thread = static_cast<std::size_t>(blk::nc * blk::kc + blk::nc);
+  float* bp_all = frame.template alloc<float>(per_thread * static_cast<std::size_t>(threads));
+  parallel_region(threads, [&](int t, int T) {
+    auto const [mr, nrg] = partition(g.m, g.n, t, T, blk::nr);
+    gemm_f32_tile<A>(g, mr.begin, mr.end, nrg.begin, nrg.end, bp_all + per_thread * t);
+  });
+}
+
+}  // namespace tessera::backend::cpu_detail
+
+#if defined(TESSERA_POP_GCC_DIAGNOSTIC)
+#pragma GCC diagnostic pop
+#undef TESSERA_POP_GCC_DIAGNOSTIC
+#endif

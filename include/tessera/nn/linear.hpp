@@ -1,0 +1,84 @@
+// SPDX-License-Identifier: Apache-2.0
+// nn::linear -- y = x @ W^T + b, torch.nn.functional.linear with f32 activations and f32, bf16 or
+// f16 weights in PyTorch's [out_features, in_features] layout, accumulated in f32.
+#pragma once
+
+#include <tessera/backend/backend.hpp>
+#include <tessera/backend/exec_ctx.hpp>
+#include <tessera/core/dtype.hpp>
+#include <tessera/core/error.hpp>
+#include <tessera/core/tensor_view.hpp>
+
+#include <type_traits>
+
+namespace tessera::nn {
+
+/// How the products x[m,k] * W[n,k] are formed (accumulation is always f32).
+enum class product_precision {
+  /// x stays f32; W is widened to f32 exactly; f32 FMA. The accurate choice for every dtype.
+  f32,
+  /// x is rounded to bf16 (nearest even) first; bf16 x bf16 products are exact in f32 and summed
+  /// in f32 -- what PyTorch computes for a bf16 model, and what the AVX-512 BF16 dot instruction
+  /// does at twice the f32 FMA rate. Valid with bf16 weights only.
+  bf16,
+};
+
+/// The default for a weight type: bf16 weights use bf16 products (bf16 model semantics, fastest);
+/// f32 and f16 weights use f32 products.
+template <class W>
+inline constexpr product_precision default_precision_v =
+    std::is_same_v<std::remove_cv_t<W>, bf16> ? product_precision::bf16 : product_precision::f32;
+
+namespace detail {
+template <class Backend>
+struct linear_impl {  // specialized in detail/linear_ref.hpp, detail/linear_cpu.hpp
+  static_assert(always_false<Backend>,
+                "nn::linear has no implementation for this backend (check TESSERA_ENABLE_* and that "
+                "tessera/nn/linear.hpp was included through tessera.hpp)");
+};
+}  // namespace detail
+
+/// Mirrors torch.nn.functional.linear / nn.Linear.
+///   x:    [n_tokens, d_in]  f32; rows may be strided, the last dimension must be contiguous.
+///   w:    [d_out, d_in]     f32, bf16 or f16; rows may be strided, last dimension contiguous.
+///   bias: [d_out] of the weight type or f32, or an empty view (extent 0) for no bias.
+///   y:    [n_tokens, d_out] f32; rows may be strided, last dimension contiguous; must not
+///         overlap x, w or bias.
+///   precision: see product_precision; product_precision::bf16 requires bf16 weights.
+/// Workspace: the cpu backend packs panels of W (and x for bf16 products) into ctx.scratch().
+/// Determinism: for a given backend, shape and thread count the result is bitwise reproducible;
+/// the summation order (and so the last bits) depends on the backend and its blocking.
+template <backend::tag Backend = TESSERA_DEFAULT_BACKEND, weight_type W, class Bias>
+  requires(std::is_same_v<std::remove_cv_t<Bias>, float> || std::is_same_v<std::remove_cv_t<Bias>, std::remove_cv_t<W>>)
+void linear(tensor_view<float const, 2, backend::space_t<Backend>> x, tensor_view<W, 2, backend::space_t<Backend>> w,
+            tensor_view<Bias, 1, backend::space_t<Backend>> bias, tensor_view<float, 2, backend::space_t<Backend>> y,
+            exec_ctx<Backend>& ctx, product_precision precision = default_precision_v<W>) {
+  using weight_t = std::remove_cv_t<W>;
+  TESSERA_CHECK(x.extent(1) == w.extent(1), "nn::linear: x is [", x.extent(0), ", ", x.extent(1), "] but W is [",
+                w.extent(0), ", ", w.extent(1), "]: the inner dimensions must agree");
+  TESSERA_CHECK(y.extent(0) == x.extent(0) && y.extent(1) == w.extent(0), "nn::linear: y must be [", x.extent(0),
+                ", ", w.extent(0), "], got [", y.extent(0), ", ", y.extent(1), "]");
+  TESSERA_CHECK(bias.extent(0) == 0 || bias.extent(0) == w.extent(0), "nn::linear: bias must have ", w.extent(0),
+                " elements (or none), got ", bias.extent(0));
+  TESSERA_CHECK(x.is_row_contiguous() && w.is_row_contiguous() && y.is_row_contiguous() &&
+                    (bias.extent(0) <= 1 || bias.stride(0) == 1),
+                "nn::linear: the last dimension of x, W, y and the bias must be contiguous");
+  TESSERA_CHECK((precision == product_precision::f32 || std::is_same_v<weight_t, bf16>),
+                "nn::linear: bf16 products need bf16 weights; this weight type takes product_precision::f32");
+  detail::linear_impl<Backend>::run(x, tensor_view<weight_t const, 2, backend::space_t<Backend>>(w),
+                                    tensor_view<std::remove_cv_t<Bias> const, 1, backend::space_t<Backend>>(bias), y,
+                                    ctx, precision);
+}
+
+/// Without bias.
+template <backend::tag Backend = TESSERA_DEFAULT_BACKEND, weight_type W>
+void linear(tensor_view<float const, 2, backend::space_t<Backend>> x, tensor_view<W, 2, backend::space_t<Backend>> w,
+            tensor_view<float, 2, backend::space_t<Backend>> y, exec_ctx<Backend>& ctx,
+            product_precision precision = default_precision_v<W>) {
+  linear<Backend>(x, w, tensor_view<float const, 1, backend::space_t<Backend>>(nullptr, {0}), y, ctx, precision);
+}
+
+}  // namespace tessera::nn
+
+#include <tessera/nn/detail/linear_ref.hpp>
+#include <tessera/nn/detail/linear_cpu.hpp>
