@@ -46,6 +46,19 @@ struct gemm_blocking {
   static constexpr index_t gemv_max_rows = 4;       // M <= this: dot-product path, W streamed once
 };
 
+/// Which kernel forms bf16 products when M is large (GEMV always uses vdpbf16ps where present).
+enum class bf16_gemm_kernel {
+  /// The choice measured fastest on the development machine: fma. There, vdpbf16ps sustains
+  /// 0.5 instructions per cycle (zmm and ymm alike, 64 flops each) against 2 zmm FMAs per cycle
+  /// (32 flops each), so the dot kernel peaks at half the FMA kernel (bench_kernels prints both
+  /// probes and both kernels).
+  automatic,
+  /// x rounded to bf16 once, W widened to f32 while packing, f32 FMA: the same exact products.
+  fma,
+  /// vdpbf16ps on bf16 pairs (needs AVX512-BF16; falls back to fma without it).
+  dot,
+};
+
 // ---------------------------------------------------------------------------------------------
 // Packing W panels: bp[k][j] = W[n0 + j][k0 + k] as f32 (or as bf16 pairs for vdpbf16ps).
 
@@ -460,8 +473,18 @@ struct gemv_f32_kernel {
 /// Rounds rows of x to bf16 values kept as f32 (the exact inputs of bf16 products) into out.
 template <class A>
 void round_rows_to_bf16(float const* x, index_t ldx, index_t m, index_t k, float* out, index_t ldo) noexcept {
-  for (index_t i = 0; i < m; ++i)
-    for (index_t j = 0; j < k; ++j) out[i * ldo + j] = bf16::from_float(x[i * ldx + j]).to_float();
+  using U = ubatch<A>;
+  constexpr index_t L = fbatch<A>::size;
+  for (index_t i = 0; i < m; ++i) {
+    index_t j = 0;
+    for (; j + L <= k; j += L) {  // bf16::from_float, vectorized: RNE on the top 16 bits, NaN stays NaN
+      U const u = bitcast<std::uint32_t>(fbatch<A>::load_unaligned(x + i * ldx + j));
+      U r = (u + (((u >> 16) & U(1u)) + U(0x7FFFu))) & U(0xFFFF0000u);
+      r = xsimd::select((u & U(0x7FFFFFFFu)) > U(0x7F800000u), U(0x7FC00000u), r);
+      bitcast<float>(r).store_unaligned(out + i * ldo + j);
+    }
+    for (; j < k; ++j) out[i * ldo + j] = bf16::from_float(x[i * ldx + j]).to_float();
+  }
 }
 
 /// Converts rows of x to bf16 (round to nearest even), zero-padding each row to `ldo` elements.
@@ -478,7 +501,8 @@ void convert_rows_to_bf16(float const* x, index_t ldx, index_t m, index_t k, bf1
 
 /// y = x W^T (+ bias) for the cpu backend. bf16_products: x is rounded to bf16 first (W must be bf16).
 template <class A, class W, class Bias>
-void gemm(gemm_args<W, Bias> g, bool bf16_products, exec_ctx<cpu_simd<A>>& ctx) {
+void gemm(gemm_args<W, Bias> g, bool bf16_products, exec_ctx<cpu_simd<A>>& ctx,
+          bf16_gemm_kernel kernel = bf16_gemm_kernel::automatic) {
   using blk = gemm_blocking<A>;
   if (g.m == 0 || g.n == 0) return;
   if (g.k == 0) {  // empty sum: y = bias (or 0)
@@ -486,29 +510,30 @@ void gemm(gemm_args<W, Bias> g, bool bf16_products, exec_ctx<cpu_simd<A>>& ctx) 
       for (index_t j = 0; j < g.n; ++j) g.y[i * g.ldy + j] = g.bias ? to_float(g.bias[j]) : 0.0f;
     return;
   }
+  (void)kernel;  // only consulted where the bf16 dot instruction exists
   auto frame = ctx.scratch().open();
   int const threads = std::max(1, ctx.threads());
   bool const small_m = g.m <= blk::gemv_max_rows;
 
 #if TESSERA_HAVE_AVX512_BF16_DOT
   if constexpr (std::is_same_v<W, bf16> && fbatch<A>::size == 16) {
-    if (bf16_products) {
-      if (small_m) {
-        index_t const ldxb = (g.k + 31) / 32 * 32;  // zero-padded: full-width loads, masked W tail
-        bf16* xb = frame.template alloc<bf16>(static_cast<std::size_t>(g.m * ldxb));
-        convert_rows_to_bf16<A>(g.x, g.ldx, g.m, g.k, xb, ldxb);
-        parallel_region(threads, [&](int t, int T) {
-          auto const r = split(g.n, t, T, 4);
-          switch (g.m) {
-            case 1: gemv_bf16_rows<1>(g, xb, ldxb, r.begin, r.end); break;
-            case 2: gemv_bf16_rows<2>(g, xb, ldxb, r.begin, r.end); break;
-            case 3: gemv_bf16_rows<3>(g, xb, ldxb, r.begin, r.end); break;
-            default: gemv_bf16_rows<4>(g, xb, ldxb, r.begin, r.end); break;
-          }
-        });
-        return;
-      }
-      index_t const kp = (g.k + 1) / 2, ldxb = kp;  // dwords per row
+    if (bf16_products && small_m) {  // GEMV: bandwidth-bound, vdpbf16ps reads W as stored
+      index_t const ldxb = (g.k + 31) / 32 * 32;  // zero-padded: full-width x loads, masked W tail
+      bf16* xb = frame.template alloc<bf16>(static_cast<std::size_t>(g.m * ldxb));
+      convert_rows_to_bf16<A>(g.x, g.ldx, g.m, g.k, xb, ldxb);
+      parallel_region(threads, [&](int t, int T) {
+        auto const r = split(g.n, t, T, 4);
+        switch (g.m) {
+          case 1: gemv_bf16_rows<1>(g, xb, ldxb, r.begin, r.end); break;
+          case 2: gemv_bf16_rows<2>(g, xb, ldxb, r.begin, r.end); break;
+          case 3: gemv_bf16_rows<3>(g, xb, ldxb, r.begin, r.end); break;
+          default: gemv_bf16_rows<4>(g, xb, ldxb, r.begin, r.end); break;
+        }
+      });
+      return;
+    }
+    if (bf16_products && kernel == bf16_gemm_kernel::dot) {
+      index_t const ldxb = (g.k + 1) / 2;  // dwords (bf16 pairs) per row of x
       auto* xb = frame.template alloc<std::uint32_t>(static_cast<std::size_t>(g.m * ldxb));
       bf16* xb16 = reinterpret_cast<bf16*>(xb);
       parallel_region(threads, [&](int t, int T) {
@@ -525,9 +550,12 @@ void gemm(gemm_args<W, Bias> g, bool bf16_products, exec_ctx<cpu_simd<A>>& ctx) 
     }
   }
 #endif
-  if (bf16_products) {  // no bf16 dot instruction: the f32 kernels on x rounded to bf16 (exact products)
+  if (bf16_products) {  // the f32 kernels on x rounded to bf16: bf16 x bf16 products are exact in f32
     float* xr = frame.template alloc<float>(static_cast<std::size_t>(g.m * g.k));
-    round_rows_to_bf16<A>(g.x, g.ldx, g.m, g.k, xr, g.k);
+    parallel_region(threads, [&](int t, int T) {
+      auto const r = split(g.m, t, T);
+      round_rows_to_bf16<A>(g.x + r.begin * g.ldx, g.ldx, r.end - r.begin, g.k, xr + r.begin * g.k, g.k);
+    });
     g.x = xr;
     g.ldx = g.k;
   }

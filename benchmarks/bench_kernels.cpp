@@ -1,0 +1,407 @@
+// SPDX-License-Identifier: Apache-2.0
+// bench_kernels: nn::linear GEMM / GEMV throughput at the shapes of the Qwen2-VL ViT and the
+// Qwen2.5 decoder, against roofs measured in the same run (peak FMA and bf16-dot rates, DRAM read
+// bandwidth) and against Eigen's GEMM. Prints a table and writes JSON (--json PATH).
+//   bench_kernels [--quick] [--threads N] [--json PATH]
+#include <tessera/tessera.hpp>
+#include <tessera/nn/linear.hpp>
+
+#include <Eigen/Core>
+#include <xsimd/xsimd.hpp>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <random>
+#include <string>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+using namespace tessera;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+struct timing {
+  double min_s = 0, median_s = 0;
+  int reps = 0;
+};
+
+/// Runs f once to warm up, then `reps` timed calls (at least min_time seconds in total).
+timing time_it(std::function<void(int)> const& f, int reps, double min_time) {
+  f(0);
+  std::vector<double> t;
+  auto const start = clock_type::now();
+  for (int i = 1; static_cast<int>(t.size()) < reps || std::chrono::duration<double>(clock_type::now() - start).count() < min_time; ++i) {
+    auto const a = clock_type::now();
+    f(i);
+    t.push_back(std::chrono::duration<double>(clock_type::now() - a).count());
+    if (t.size() > 2000) break;
+  }
+  std::sort(t.begin(), t.end());
+  return {t.front(), t[t.size() / 2], static_cast<int>(t.size())};
+}
+
+template <class F>
+void on_threads(int threads, F&& f) {
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(threads)
+  f(omp_get_thread_num());
+#else
+  (void)threads;
+  f(0);
+#endif
+}
+
+// ---- roofs -------------------------------------------------------------------------------------
+
+// The probes run 24 independent accumulator chains written in inline asm, so that neither the
+// compiler's register allocation nor its optimizer can change what is measured. Inputs are zero
+// (no denormal assists); only the instruction's issue rate counts.
+#define TESSERA_R1(op, reg, a) op " %%" reg "30, %%" reg "31, %%" reg #a "\n\t"
+#define TESSERA_BLOCK(op, reg)                                                                            \
+  TESSERA_R1(op, reg, 0) TESSERA_R1(op, reg, 1) TESSERA_R1(op, reg, 2) TESSERA_R1(op, reg, 3)             \
+  TESSERA_R1(op, reg, 4) TESSERA_R1(op, reg, 5) TESSERA_R1(op, reg, 6) TESSERA_R1(op, reg, 7)             \
+  TESSERA_R1(op, reg, 8) TESSERA_R1(op, reg, 9) TESSERA_R1(op, reg, 10) TESSERA_R1(op, reg, 11)           \
+  TESSERA_R1(op, reg, 12) TESSERA_R1(op, reg, 13) TESSERA_R1(op, reg, 14) TESSERA_R1(op, reg, 15)         \
+  TESSERA_R1(op, reg, 16) TESSERA_R1(op, reg, 17) TESSERA_R1(op, reg, 18) TESSERA_R1(op, reg, 19)         \
+  TESSERA_R1(op, reg, 20) TESSERA_R1(op, reg, 21) TESSERA_R1(op, reg, 22) TESSERA_R1(op, reg, 23)
+#define TESSERA_CLOBBER_ALL                                                                                 \
+  "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", \
+      "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23",    \
+      "xmm30", "xmm31"
+
+/// Issues per second of a 24-chain block of `op` over `iters` iterations on every thread.
+template <class Block>
+double probe_rate(int threads, long iters, Block block) {
+  auto run = [&](int) { on_threads(threads, [&](int) { block(iters); }); };
+  auto const tm = time_it(run, 5, 0.3);
+  return 24.0 * static_cast<double>(iters) * threads / tm.min_s;
+}
+
+/// Peak f32 FMA rate (GFLOP/s) with the widest vectors of the build, all threads.
+double probe_fma_gflops(int threads, long iters) {
+#if defined(__AVX512F__)
+  return 32.0 * 1e-9 * probe_rate(threads, iters, [](long n) {
+    asm volatile("vpxord %%zmm30, %%zmm30, %%zmm30\n\tvpxord %%zmm31, %%zmm31, %%zmm31" ::: TESSERA_CLOBBER_ALL);
+    for (long i = 0; i < n; ++i) asm volatile(TESSERA_BLOCK("vfmadd231ps", "zmm")::: TESSERA_CLOBBER_ALL);
+  });
+#elif defined(__AVX2__) && defined(__FMA__)
+  return 16.0 * 1e-9 * probe_rate(threads, iters, [](long n) {  // 16 ymm registers: 14 chains + 2 inputs
+    asm volatile("vxorps %%ymm14, %%ymm14, %%ymm14\n\tvxorps %%ymm15, %%ymm15, %%ymm15" ::: "xmm14", "xmm15");
+    for (long i = 0; i < n; ++i)
+      asm volatile(
+          "vfmadd231ps %%ymm14, %%ymm15, %%ymm0\n\tvfmadd231ps %%ymm14, %%ymm15, %%ymm1\n\t"
+          "vfmadd231ps %%ymm14, %%ymm15, %%ymm2\n\tvfmadd231ps %%ymm14, %%ymm15, %%ymm3\n\t"
+          "vfmadd231ps %%ymm14, %%ymm15, %%ymm4\n\tvfmadd231ps %%ymm14, %%ymm15, %%ymm5\n\t"
+          "vfmadd231ps %%ymm14, %%ymm15, %%ymm6\n\tvfmadd231ps %%ymm14, %%ymm15, %%ymm7\n\t"
+          "vfmadd231ps %%ymm14, %%ymm15, %%ymm8\n\tvfmadd231ps %%ymm14, %%ymm15, %%ymm9\n\t"
+          "vfmadd231ps %%ymm14, %%ymm15, %%ymm10\n\tvfmadd231ps %%ymm14, %%ymm15, %%ymm11\n\t"
+          "vfmadd231ps %%ymm14, %%ymm15, %%ymm12\n\tvfmadd231ps %%ymm14, %%ymm15, %%ymm13\n\t"
+          "vfmadd231ps %%ymm14, %%ymm15, %%ymm0\n\tvfmadd231ps %%ymm14, %%ymm15, %%ymm1\n\t"
+          "vfmadd231ps %%ymm14, %%ymm15, %%ymm2\n\tvfmadd231ps %%ymm14, %%ymm15, %%ymm3\n\t"
+          "vfmadd231ps %%ymm14, %%ymm15, %%ymm4\n\tvfmadd231ps %%ymm14, %%ymm15, %%ymm5\n\t"
+          "vfmadd231ps %%ymm14, %%ymm15, %%ymm6\n\tvfmadd231ps %%ymm14, %%ymm15, %%ymm7\n\t"
+          "vfmadd231ps %%ymm14, %%ymm15, %%ymm8\n\tvfmadd231ps %%ymm14, %%ymm15, %%ymm9\n\t" ::
+              : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
+                "xmm12", "xmm13");
+  });
+#else
+  // No FMA instruction in this build: measure the multiply-add of the widest xsimd batch.
+  using B = xsimd::batch<float>;
+  std::vector<float> sink(static_cast<std::size_t>(threads) * 64);
+  auto run = [&](int) {
+    on_threads(threads, [&](int t) {
+      B acc[8];
+      for (int j = 0; j < 8; ++j) acc[j] = B(static_cast<float>(j));
+      B const a(0.0f), b(0.0f);
+      for (long i = 0; i < iters; ++i)
+        for (int j = 0; j < 8; ++j) {
+          acc[j] = xsimd::fma(acc[j], a, b);
+          asm volatile("" : "+x"(acc[j].data));
+        }
+      sink[static_cast<std::size_t>(t) * 64] = acc[0].get(0);
+    });
+  };
+  auto const tm = time_it(run, 5, 0.3);
+  return 2.0 * B::size * 8.0 * static_cast<double>(iters) * threads / tm.min_s * 1e-9;
+#endif
+}
+
+/// Peak rate (GFLOP/s) of the AVX-512 bf16 dot instruction (64 flops each), 0 without it.
+double probe_bf16_dot_gflops(int threads, long iters) {
+#if TESSERA_HAVE_AVX512_BF16_DOT
+  return 64.0 * 1e-9 * probe_rate(threads, iters, [](long n) {
+    asm volatile("vpxord %%zmm30, %%zmm30, %%zmm30\n\tvpxord %%zmm31, %%zmm31, %%zmm31" ::: TESSERA_CLOBBER_ALL);
+    for (long i = 0; i < n; ++i) asm volatile(TESSERA_BLOCK("vdpbf16ps", "zmm")::: TESSERA_CLOBBER_ALL);
+  });
+#else
+  (void)threads;
+  (void)iters;
+  return 0.0;
+#endif
+}
+
+/// DRAM read bandwidth: every thread sums its contiguous part of a buffer far larger than the LLC.
+double probe_dram_gbps(int threads, std::size_t bytes) {
+  using B = xsimd::batch<float>;
+  std::size_t const n = bytes / sizeof(float) / (B::size * 4) * (B::size * 4);
+  host_buffer<float> buf(static_cast<index_t>(n));
+  on_threads(threads, [&](int t) {  // first touch by the thread that reads it
+    std::size_t const b = n * t / threads, e = n * (t + 1) / threads;
+    for (std::size_t i = b; i < e; ++i) buf[static_cast<index_t>(i)] = 1.0f;
+  });
+  std::vector<float> sink(static_cast<std::size_t>(threads) * 64);
+  auto run = [&](int) {
+    on_threads(threads, [&](int t) {
+      std::size_t const b = n * t / threads / (B::size * 4) * (B::size * 4), e = n * (t + 1) / threads / (B::size * 4) * (B::size * 4);
+      B s0(0.0f), s1(0.0f), s2(0.0f), s3(0.0f);
+      for (std::size_t i = b; i < e; i += 4 * B::size) {
+        s0 += B::load_aligned(buf.data() + i);
+        s1 += B::load_aligned(buf.data() + i + B::size);
+        s2 += B::load_aligned(buf.data() + i + 2 * B::size);
+        s3 += B::load_aligned(buf.data() + i + 3 * B::size);
+      }
+      sink[static_cast<std::size_t>(t) * 64] = (s0 + s1 + s2 + s3).get(0);
+    });
+  };
+  auto const tm = time_it(run, 5, 0.5);
+  return static_cast<double>(n * sizeof(float)) / tm.min_s * 1e-9;
+}
+
+std::size_t llc_bytes() {
+  long const l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+  return l3 > 0 ? static_cast<std::size_t>(l3) : std::size_t{64} << 20;
+}
+
+// ---- GEMM cases --------------------------------------------------------------------------------
+
+struct shape {
+  index_t m, k, n;
+  char const* what;
+};
+
+/// Checks 64 sampled outputs against a double-precision dot product with the same product
+/// semantics (x rounded to bf16 for bf16 products).
+template <class W>
+bool spot_check(std::vector<float> const& x, W const* w, std::vector<float> const& y, shape s, bool bf16_products) {
+  std::mt19937 gen(7);
+  for (int t = 0; t < 64; ++t) {
+    index_t const i = std::uniform_int_distribution<index_t>(0, s.m - 1)(gen);
+    index_t const j = std::uniform_int_distribution<index_t>(0, s.n - 1)(gen);
+    double acc = 0, mag = 0;
+    for (index_t k = 0; k < s.k; ++k) {
+      float const xv = bf16_products ? bf16::from_float(x[i * s.k + k]).to_float() : x[i * s.k + k];
+      double const p = static_cast<double>(xv) * to_float(w[j * s.k + k]);
+      acc += p;
+      mag += std::fabs(p);
+    }
+    double const err = std::fabs(y[i * s.n + j] - acc);
+    if (err > 1e-5 * mag + 1e-6) {
+      std::fprintf(stderr, "spot check failed at (%ld, %ld): got %g want %g\n", static_cast<long>(i), static_cast<long>(j),
+                   static_cast<double>(y[i * s.n + j]), acc);
+      return false;
+    }
+  }
+  return true;
+}
+
+struct case_result {
+  std::string name, impl, weights;
+  shape s;
+  timing t;
+  double gflops = 0, gbps = 0;
+  bool checked = false;
+};
+
+/// Times nn::linear on the cpu backend. Weight copies are rotated so that their total size is
+/// at least 2 x LLC when `rotate` (the GEMV cases: otherwise the LLC would serve the weights).
+template <class W>
+case_result bench_linear(shape s, int threads, bool rotate, bool quick, std::size_t llc,
+                         backend::cpu_detail::bf16_gemm_kernel kernel = backend::cpu_detail::bf16_gemm_kernel::automatic) {
+  std::size_t const w_bytes = static_cast<std::size_t>(s.n * s.k) * sizeof(W);
+  std::size_t copies = rotate ? std::max<std::size_t>(1, (2 * llc + w_bytes - 1) / w_bytes) : 1;
+  if (quick) copies = std::min<std::size_t>(copies, 2);
+  std::mt19937 gen(1);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> x(static_cast<std::size_t>(s.m * s.k));
+  for (auto& v : x) v = nd(gen);
+  std::vector<host_buffer<W>> ws;
+  for (std::size_t c = 0; c < copies; ++c) {
+    ws.emplace_back(s.n * s.k);
+    for (index_t i = 0; i < s.n * s.k; ++i) ws.back()[i] = from_float<W>(nd(gen) * 0.03f);
+  }
+  std::vector<float> y(static_cast<std::size_t>(s.m * s.n));
+  exec_ctx<backend::cpu> ctx(threads);
+  auto call = [&](int i) {
+    W const* w = ws[static_cast<std::size_t>(i) % copies].data();
+    if (kernel == backend::cpu_detail::bf16_gemm_kernel::automatic) {
+      nn::linear(tensor_view<float const, 2>(x.data(), {s.m, s.k}), tensor_view<W const, 2>(w, {s.n, s.k}),
+                 tensor_view<float, 2>(y.data(), {s.m, s.n}), ctx);
+    } else {  // the engine under nn::linear, with an explicit choice of bf16 kernel
+      backend::cpu_detail::gemm_args<W, float> const g{s.m, s.n, s.k, x.data(), s.k, w, s.k, nullptr, y.data(), s.n};
+      backend::cpu_detail::gemm<backend::cpu::arch>(g, true, ctx, kernel);
+    }
+  };
+  case_result r;
+  r.s = s;
+  r.impl = "tessera";
+  r.weights = std::is_same_v<W, float> ? "f32" : "bf16";
+  if (kernel == backend::cpu_detail::bf16_gemm_kernel::dot) r.impl = "tessera-dot";
+  call(0);
+  r.checked = spot_check(x, ws[0].data(), y, s, nn::default_precision_v<W> == nn::product_precision::bf16);
+  r.t = time_it(call, quick ? 3 : 10, quick ? 0.05 : 0.5);
+  r.gflops = 2.0 * s.m * s.n * s.k / r.t.min_s * 1e-9;
+  r.gbps = static_cast<double>(w_bytes + x.size() * 4 + y.size() * 4) / r.t.min_s * 1e-9;
+  return r;
+}
+
+case_result bench_eigen(shape s, int threads, bool quick) {
+  using rm = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  rm x = rm::Random(s.m, s.k), w = rm::Random(s.n, s.k) * 0.03f, y(s.m, s.n);
+  Eigen::setNbThreads(threads);
+  auto call = [&](int) { y.noalias() = x * w.transpose(); };
+  case_result r;
+  r.s = s;
+  r.impl = "eigen";
+  r.weights = "f32";
+  call(0);
+  std::vector<float> xv(x.data(), x.data() + x.size()), yv(y.data(), y.data() + y.size());
+  r.checked = spot_check(xv, w.data(), yv, s, false);
+  r.t = time_it(call, quick ? 3 : 10, quick ? 0.05 : 0.5);
+  r.gflops = 2.0 * s.m * s.n * s.k / r.t.min_s * 1e-9;
+  r.gbps = static_cast<double>((s.n * s.k + s.m * s.k + s.m * s.n) * 4) / r.t.min_s * 1e-9;
+  return r;
+}
+
+std::string shape_name(shape s) {
+  return "M" + std::to_string(s.m) + "_K" + std::to_string(s.k) + "_N" + std::to_string(s.n);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool quick = false;
+  int threads = backend::default_threads();
+  std::string json_path = "bench_kernels.json";
+  for (int i = 1; i < argc; ++i) {
+    std::string const a = argv[i];
+    if (a == "--quick") quick = true;
+    else if (a == "--threads" && i + 1 < argc) threads = std::max(1, std::atoi(argv[++i]));
+    else if (a == "--json" && i + 1 < argc) json_path = argv[++i];
+    else {
+      std::fprintf(stderr, "usage: bench_kernels [--quick] [--threads N] [--json PATH]\n");
+      return 2;
+    }
+  }
+  std::size_t const llc = llc_bytes();
+  std::printf("bench_kernels: %d threads, SIMD arch %s (%s, %zu-bit vectors), bf16 dot %s, LLC %zu MiB%s\n", threads,
+              TESSERA_SIMD_ARCH_NAME, xsimd::default_arch::name(), xsimd::batch<float>::size * 32,
+              TESSERA_HAVE_AVX512_BF16_DOT ? "yes" : "no", llc >> 20, quick ? ", quick mode" : "");
+
+  double const fma_peak = probe_fma_gflops(threads, quick ? 2'000'000 : 20'000'000);
+  double const dot_peak = probe_bf16_dot_gflops(threads, quick ? 2'000'000 : 20'000'000);
+  double const dram = probe_dram_gbps(threads, quick ? (std::size_t{256} << 20) : std::max<std::size_t>(std::size_t{1} << 30, 2 * llc));
+  std::printf("roofs: f32 FMA peak %.1f GFLOP/s, bf16 dot peak %.1f GFLOP/s, DRAM read %.1f GB/s\n\n", fma_peak, dot_peak,
+              dram);
+
+  std::vector<shape> const gemm_shapes{{1024, 1280, 3840, "ViT qkv"},
+                                       {1024, 1280, 5120, "ViT fc1"},
+                                       {1024, 5120, 1280, "ViT fc2"},
+                                       {512, 896, 4864, "Qwen2.5-0.5B prefill up/gate"}};
+  std::vector<shape> const gemv_shapes{{1, 896, 4864, "Qwen2.5-0.5B decode up/gate"}, {1, 4864, 896, "Qwen2.5-0.5B decode down"}};
+
+  std::vector<case_result> results;
+  for (auto s : gemm_shapes) {
+    results.push_back(bench_eigen(s, threads, quick));
+    results.push_back(bench_linear<float>(s, threads, false, quick, llc));
+    results.push_back(bench_linear<bf16>(s, threads, false, quick, llc));
+    if (TESSERA_HAVE_AVX512_BF16_DOT)
+      results.push_back(bench_linear<bf16>(s, threads, false, quick, llc, backend::cpu_detail::bf16_gemm_kernel::dot));
+  }
+  for (auto s : gemv_shapes) {
+    results.push_back(bench_eigen(s, threads, quick));
+    results.push_back(bench_linear<float>(s, threads, true, quick, llc));
+    results.push_back(bench_linear<bf16>(s, threads, true, quick, llc));
+  }
+
+  auto find = [&](shape s, std::string const& impl, std::string const& w) -> case_result const& {
+    for (auto const& r : results)
+      if (r.s.m == s.m && r.s.k == s.k && r.s.n == s.n && r.impl == impl && r.weights == w) return r;
+    return results.front();
+  };
+
+  std::printf("%-30s %-22s %-8s %-5s %9s %9s %9s %9s %8s %s\n", "case", "shape", "impl", "W", "min ms", "med ms",
+              "GFLOP/s", "GB/s", "%roof", "check");
+  nlohmann::json j;
+  j["machine"] = {{"threads", threads},
+                  {"simd_arch", TESSERA_SIMD_ARCH_NAME},
+                  {"xsimd_arch", xsimd::default_arch::name()},
+                  {"vector_bits", xsimd::batch<float>::size * 32},
+                  {"bf16_dot", TESSERA_HAVE_AVX512_BF16_DOT == 1},
+                  {"llc_bytes", llc},
+                  {"quick", quick}};
+  j["roofs"] = {{"fma_peak_gflops", fma_peak}, {"bf16_dot_peak_gflops", dot_peak}, {"dram_read_gbps", dram}};
+  bool all_checked = true;
+  for (auto const& r : results) {
+    bool const gemv = r.s.m == 1;
+    double const roof = gemv ? dram : (r.impl == "tessera-dot" ? dot_peak : fma_peak);
+    double const roof_pct = 100.0 * (gemv ? r.gbps : r.gflops) / roof;
+    std::printf("%-30s %-22s %-8s %-5s %9.3f %9.3f %9.1f %9.1f %7.1f%% %s\n", r.s.what, shape_name(r.s).c_str(),
+                r.impl.c_str(), r.weights.c_str(), r.t.min_s * 1e3, r.t.median_s * 1e3, r.gflops, r.gbps, roof_pct,
+                r.checked ? "ok" : "FAILED");
+    all_checked = all_checked && r.checked;
+    j["cases"].push_back({{"name", std::string(r.s.what)},
+                          {"shape", shape_name(r.s)},
+                          {"m", r.s.m}, {"k", r.s.k}, {"n", r.s.n},
+                          {"impl", r.impl},
+                          {"weights", r.weights},
+                          {"min_ms", r.t.min_s * 1e3},
+                          {"median_ms", r.t.median_s * 1e3},
+                          {"reps", r.t.reps},
+                          {"gflops", r.gflops},
+                          {"gbps", r.gbps},
+                          {"pct_of_roof", roof_pct},
+                          {"roof", gemv ? "dram_read_gbps" : (r.impl == "tessera-dot" ? "bf16_dot_peak_gflops" : "fma_peak_gflops")},
+                          {"checked", r.checked}});
+  }
+
+  // The targets of the foundation issue, as ratios measured in this run.
+  std::printf("\ntargets (ratios from this run):\n");
+  nlohmann::json targets = nlohmann::json::array();
+  auto target = [&](std::string const& what, double value, double goal) {
+    bool const met = value >= goal;
+    std::printf("  %-58s %7.3f  (goal >= %.2f)  %s\n", what.c_str(), value, goal, met ? "met" : "MISSED");
+    targets.push_back({{"target", what}, {"value", value}, {"goal", goal}, {"met", met}});
+  };
+  for (std::size_t i = 0; i < 3; ++i) {
+    auto s = gemm_shapes[i];
+    auto const& f = find(s, "tessera", "f32");
+    auto const& e = find(s, "eigen", "f32");
+    auto const& b = find(s, "tessera", "bf16");
+    target(shape_name(s) + " f32 GEMM / FMA peak", f.gflops / fma_peak, 0.75);
+    target(shape_name(s) + " f32 GEMM / Eigen", f.gflops / e.gflops, 1.0);
+    target(shape_name(s) + " bf16-weight GEMM / f32 GEMM", b.gflops / f.gflops, 1.6);
+  }
+  for (auto s : gemv_shapes) {
+    auto const& b = find(s, "tessera", "bf16");
+    target(shape_name(s) + " bf16 GEMV / DRAM bandwidth", b.gbps / dram, 0.75);
+  }
+  j["targets"] = targets;
+  std::ofstream(json_path) << j.dump(2) << "\n";
+  std::printf("\nJSON written to %s\n", json_path.c_str());
+  return all_checked ? 0 : 1;
+}
