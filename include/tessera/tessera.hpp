@@ -10,3 +10,5 @@
 #include <tessera/core/seq_offsets.hpp>
 #include <tessera/backend/backend.hpp>
 #include <tessera/backend/exec_ctx.hpp>
+#include <tessera/io/safetensors.hpp>
+#include <tessera/nn/linear.hpp>
