@@ -12,3 +12,10 @@
 #include <tessera/backend/exec_ctx.hpp>
 #include <tessera/io/safetensors.hpp>
 #include <tessera/nn/linear.hpp>
+#include <tessera/nn/layer_norm.hpp>
+#include <tessera/nn/rms_norm.hpp>
+#include <tessera/nn/softmax.hpp>
+#include <tessera/nn/activation.hpp>
+#include <tessera/nn/swiglu.hpp>
+#include <tessera/nn/add.hpp>
+#include <tessera/posemb/rope_1d.hpp>

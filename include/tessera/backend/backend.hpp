@@ -5,7 +5,17 @@
 
 #include <tessera/core/config.hpp>
 
+// GCC 12.2 warns about intentionally undefined vectors inside its own intrinsics once xsimd's
+// math functions are inlined (GCC bug 105593, fixed in GCC 12.3 and 13).
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <xsimd/xsimd.hpp>
+#pragma GCC diagnostic pop
+#else
+#include <xsimd/xsimd.hpp>
+#endif
 
 namespace tessera::backend {
 

@@ -1,0 +1,102 @@
+// SPDX-License-Identifier: Apache-2.0
+// posemb::rope_1d, cpu backend: OpenMP over tokens; per token the cos / sin row is computed once
+// with xsimd::sincos (within 1.5 ulp, see tests/posemb/test_rope_1d.cpp) into the thread's scratch
+// row and applied to every head with xsimd batches.
+#pragma once
+
+#include <tessera/backend/backend.hpp>
+#include <tessera/backend/cpu/simd.hpp>
+#include <tessera/backend/exec_ctx.hpp>
+#include <tessera/core/tensor_view.hpp>
+
+#include <cstddef>
+#include <cstdint>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+// GCC 12.0-12.2's AVX-512 intrinsics (_mm512_max_ps, _mm512_roundscale_ps, ... via
+// _mm512_undefined_ps) trigger a false -Wmaybe-uninitialized once inlined: GCC PR 105593, fixed
+// in later releases.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+namespace tessera::posemb::detail {
+
+template <class Arch>
+struct rope_1d_impl<backend::cpu_simd<Arch>> {
+  using batch = backend::cpu_detail::fbatch<Arch>;
+  static constexpr index_t width = static_cast<index_t>(batch::size);
+  /// Below this many elements the OpenMP fork costs more than the work.
+  static constexpr index_t min_parallel_work = index_t{1} << 14;
+
+  static void run(tensor_view<float, 3> x,                     // [n_tokens, n_heads, head_dim]
+                  tensor_view<std::int32_t const, 1> positions,  // [n_tokens]
+                  float theta, exec_ctx<backend::cpu_simd<Arch>>& ctx) {
+    index_t const n_tokens = x.extent(0), n_heads = x.extent(1), head_dim = x.extent(2);
+    index_t const half = head_dim / 2, padded = (half + width - 1) / width * width;
+    bool const parallel = ctx.threads() > 1 && n_tokens > 1 && n_tokens * n_heads * head_dim >= min_parallel_work;
+    int const threads = parallel ? ctx.threads() : 1;
+
+    // 64-byte aligned blocks; padded is a multiple of the batch width, so every row is aligned.
+    backend::scratch_arena::frame frame = ctx.scratch().open();
+    float* const inv_freq = frame.alloc<float>(static_cast<std::size_t>(padded));            // [padded]
+    float* const rows = frame.alloc<float>(static_cast<std::size_t>(2 * padded * threads));  // [threads, 2, padded]
+    for (index_t d = 0; d < padded; ++d) inv_freq[d] = d < half ? rope_inv_freq(theta, head_dim, d) : 0.0f;
+
+    float* const xp = x.data();
+    index_t const ts = x.stride(0), hs = x.stride(1), ps = positions.stride(0);
+    std::int32_t const* const pp = positions.data();
+#if defined(_OPENMP)
+#pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
+#endif
+    for (index_t t = 0; t < n_tokens; ++t) {
+      int tid = 0;
+#if defined(_OPENMP)
+      tid = omp_get_thread_num();
+#endif
+      float* const cos_row = rows + 2 * padded * tid;  // [padded]
+      float* const sin_row = cos_row + padded;         // [padded]
+      batch const pos(static_cast<float>(pp[t * ps]));
+      for (index_t d = 0; d < padded; d += width) {
+        auto const [s, c] = xsimd::sincos(pos * batch::load_aligned(inv_freq + d));  // f32 angle, as HF
+        c.store_aligned(cos_row + d);
+        s.store_aligned(sin_row + d);
+      }
+      for (index_t h = 0; h < n_heads; ++h) rotate(xp + t * ts + h * hs, cos_row, sin_row, half);
+    }
+  }
+
+ private:
+  static void rotate(float* x,                // [2 * half], rotated in place
+                     float const* cos_row,    // [padded]
+                     float const* sin_row,    // [padded]
+                     index_t half) noexcept {
+    using namespace backend::cpu_detail;
+    index_t d = 0;
+    for (; d + width <= half; d += width) {
+      batch const a = batch::load_unaligned(x + d), b = batch::load_unaligned(x + half + d);
+      batch const c = batch::load_aligned(cos_row + d), s = batch::load_aligned(sin_row + d);
+      (a * c - b * s).store_unaligned(x + d);
+      (b * c + a * s).store_unaligned(x + half + d);
+    }
+    if (d < half) {
+      auto const tail = static_cast<std::size_t>(half - d);
+      batch const a = load_partial_as_float<Arch>(x + d, tail, 0.0f);
+      batch const b = load_partial_as_float<Arch>(x + half + d, tail, 0.0f);
+      batch const c = batch::load_aligned(cos_row + d), s = batch::load_aligned(sin_row + d);
+      store_partial<Arch>(x + d, a * c - b * s, tail);
+      store_partial<Arch>(x + half + d, b * c + a * s, tail);
+    }
+  }
+};
+
+}  // namespace tessera::posemb::detail
+
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
+#pragma GCC diagnostic pop
+#endif
