@@ -24,14 +24,7 @@
 #define TESSERA_HAVE_AVX512_BF16_DOT 0
 #endif
 
-// GCC 12.2 warns about the intentionally undefined vectors inside its own AVX-512 intrinsics when
-// they are inlined here (GCC bug 105593, fixed in 12.3); the pragma scopes the silence to this file.
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#define TESSERA_POP_GCC_DIAGNOSTIC 1
-#endif
+TESSERA_SIMD_DIAGNOSTICS_BEGIN
 
 namespace tessera::backend::cpu_detail {
 
@@ -577,7 +570,4 @@ void gemm(gemm_args<W, Bias> g, bool bf16_products, exec_ctx<cpu_simd<A>>& ctx,
 
 }  // namespace tessera::backend::cpu_detail
 
-#if defined(TESSERA_POP_GCC_DIAGNOSTIC)
-#pragma GCC diagnostic pop
-#undef TESSERA_POP_GCC_DIAGNOSTIC
-#endif
+TESSERA_SIMD_DIAGNOSTICS_END

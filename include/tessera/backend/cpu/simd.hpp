@@ -16,14 +16,21 @@
 #include <immintrin.h>
 #endif
 
-// GCC 12.2 warns about the intentionally undefined vectors inside its own AVX-512 intrinsics when
-// they are inlined here (GCC bug 105593, fixed in 12.3); the pragma scopes the silence to this file.
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#define TESSERA_POP_GCC_DIAGNOSTIC 1
+// GCC 12.2 warns about the intentionally undefined vectors inside its own AVX-512 intrinsics
+// (_mm512_undefined_ps and friends) once they are inlined into a kernel: GCC bug 105593, fixed in
+// 12.3 and 13. Kernel headers wrap their code in these two macros to silence exactly that.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
+#define TESSERA_SIMD_DIAGNOSTICS_BEGIN                              \
+  _Pragma("GCC diagnostic push")                                    \
+  _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")             \
+  _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")
+#define TESSERA_SIMD_DIAGNOSTICS_END _Pragma("GCC diagnostic pop")
+#else
+#define TESSERA_SIMD_DIAGNOSTICS_BEGIN
+#define TESSERA_SIMD_DIAGNOSTICS_END
 #endif
+
+TESSERA_SIMD_DIAGNOSTICS_BEGIN
 
 namespace tessera::backend::cpu_detail {
 
@@ -145,7 +152,4 @@ inline void store_partial(float* p, fbatch<A> const& v, std::size_t n) noexcept 
 
 }  // namespace tessera::backend::cpu_detail
 
-#if defined(TESSERA_POP_GCC_DIAGNOSTIC)
-#pragma GCC diagnostic pop
-#undef TESSERA_POP_GCC_DIAGNOSTIC
-#endif
+TESSERA_SIMD_DIAGNOSTICS_END

@@ -12,14 +12,7 @@
 #include <algorithm>
 #include <cstddef>
 
-// GCC 12.0-12.2's AVX-512 intrinsics (_mm512_max_ps, _mm512_roundscale_ps, ... via
-// _mm512_undefined_ps) trigger a false -Wmaybe-uninitialized once inlined: GCC PR 105593, fixed
-// in later releases.
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+TESSERA_SIMD_DIAGNOSTICS_BEGIN
 
 namespace tessera::nn::detail {
 
@@ -126,6 +119,4 @@ struct activation_impl<backend::cpu_simd<Arch>> {
 
 }  // namespace tessera::nn::detail
 
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
-#pragma GCC diagnostic pop
-#endif
+TESSERA_SIMD_DIAGNOSTICS_END
