@@ -74,12 +74,19 @@ class scratch_arena {
     std::size_t size = 0;
   };
 
-  void add_block(std::size_t bytes) {
+  /// Adds a block of at least `bytes`; false when the memory is not there. (After blocks_.clear()
+  /// the vector keeps its capacity, so end_frame's merge cannot throw here.)
+  [[nodiscard]] bool try_add_block(std::size_t bytes) {
     bytes = (bytes + alignment - 1) / alignment * alignment;
-    auto* p = static_cast<std::byte*>(::operator new(bytes, std::align_val_t{alignment}));
+    auto* p = static_cast<std::byte*>(::operator new(bytes, std::align_val_t{alignment}, std::nothrow));
+    if (!p) return false;
     blocks_.push_back(block{std::unique_ptr<std::byte, deleter>(p), bytes});
     ++allocations_;
     used_ = 0;
+    return true;
+  }
+  void add_block(std::size_t bytes) {
+    TESSERA_CHECK(try_add_block(bytes), "scratch_arena: cannot allocate ", bytes, " bytes of scratch");
   }
   void* bump(std::size_t bytes) {
     TESSERA_CHECK(depth_ > 0, "scratch_arena: alloc outside a frame");
@@ -96,10 +103,7 @@ class scratch_arena {
     if (blocks_.size() > 1) {       // merge: the next frame of the same size fits in one block
       std::size_t const total = capacity();
       blocks_.clear();
-      try {
-        add_block(total);
-      } catch (...) {               // out of memory while merging: the next request allocates again
-      }
+      (void)try_add_block(total);   // out of memory here: the next request allocates again
     }
     used_ = 0;
   }

@@ -18,6 +18,13 @@
 #define TESSERA_SIMD_ARCH_NAME "unspecified"
 #endif
 
+/// Marks the small accessors that CUDA kernels may call too (tensor_view's data/extent/stride).
+#if defined(__CUDACC__)
+#define TESSERA_HOST_DEVICE __host__ __device__
+#else
+#define TESSERA_HOST_DEVICE
+#endif
+
 namespace tessera {
 
 /// Signed index type of every extent, stride and offset (PyTorch uses int64 too).

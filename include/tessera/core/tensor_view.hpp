@@ -49,11 +49,11 @@ class tensor_view {
   tensor_view(tensor_view<U, Rank, Space> const& other) noexcept  // NOLINT(google-explicit-constructor)
       : data_(other.data()), extents_(other.extents()), strides_(other.strides()) {}
 
-  [[nodiscard]] T* data() const noexcept { return data_; }
-  [[nodiscard]] index_t extent(int d) const noexcept { return extents_[static_cast<std::size_t>(d)]; }
-  [[nodiscard]] index_t stride(int d) const noexcept { return strides_[static_cast<std::size_t>(d)]; }
-  [[nodiscard]] extents_t const& extents() const noexcept { return extents_; }
-  [[nodiscard]] extents_t const& strides() const noexcept { return strides_; }
+  [[nodiscard]] TESSERA_HOST_DEVICE T* data() const noexcept { return data_; }
+  [[nodiscard]] TESSERA_HOST_DEVICE index_t extent(int d) const noexcept { return extents_[static_cast<std::size_t>(d)]; }
+  [[nodiscard]] TESSERA_HOST_DEVICE index_t stride(int d) const noexcept { return strides_[static_cast<std::size_t>(d)]; }
+  [[nodiscard]] TESSERA_HOST_DEVICE extents_t const& extents() const noexcept { return extents_; }
+  [[nodiscard]] TESSERA_HOST_DEVICE extents_t const& strides() const noexcept { return strides_; }
 
   /// Number of elements (product of extents).
   [[nodiscard]] index_t size() const noexcept {
