@@ -86,16 +86,10 @@ class buffer<T, backend::host_space> {
     if (n == 0) return;
     // Round the byte count up to the alignment so vector tails may over-read within the block.
     std::size_t const bytes = (static_cast<std::size_t>(n) * sizeof(T) + buffer_alignment - 1) / buffer_alignment * buffer_alignment;
-#if defined(__cpp_exceptions) || defined(__EXCEPTIONS)
-    try {
-      data_ = static_cast<T*>(::operator new(bytes, std::align_val_t{buffer_alignment}));
-    } catch (std::bad_alloc const&) {
-      TESSERA_FAIL("buffer: cannot allocate ", bytes, " bytes (", n, " elements)");
-    }
-#else
+    // nothrow: an impossible size becomes a tessera::error naming it (also under sanitizers and
+    // -fno-exceptions), never std::bad_alloc from deep inside a model.
     data_ = static_cast<T*>(::operator new(bytes, std::align_val_t{buffer_alignment}, std::nothrow));
     TESSERA_CHECK(data_ != nullptr, "buffer: cannot allocate ", bytes, " bytes (", n, " elements)");
-#endif
     size_ = n;
   }
   void release() noexcept {
