@@ -19,6 +19,19 @@ namespace tessera {
 
 inline constexpr std::size_t buffer_alignment = 64;
 
+namespace detail {
+/// Checks that a view with these extents fits in `size` elements; `who` names the buffer kind.
+template <std::size_t Rank>
+void check_view_fits(std::array<index_t, Rank> const& extents, index_t size, char const* who) {
+  index_t n = 1;
+  for (auto e : extents) {
+    TESSERA_CHECK(e >= 0, who, "::view: negative extent ", e);
+    n *= e;
+  }
+  TESSERA_CHECK(n <= size, who, "::view: a view of ", n, " elements does not fit in a buffer of ", size);
+}
+}  // namespace detail
+
 template <class T, class Space = backend::host_space>
 class buffer;
 
@@ -99,12 +112,7 @@ class buffer<T, backend::host_space> {
   }
   template <std::size_t Rank>
   void check_extents(std::array<index_t, Rank> const& extents) const {
-    index_t n = 1;
-    for (auto e : extents) {
-      TESSERA_CHECK(e >= 0, "buffer::view: negative extent ", e);
-      n *= e;
-    }
-    TESSERA_CHECK(n <= size_, "buffer::view: a view of ", n, " elements does not fit in a buffer of ", size_);
+    detail::check_view_fits(extents, size_, "buffer");
   }
 
   T* data_ = nullptr;

@@ -113,12 +113,7 @@ class buffer<T, backend::device_space> {
   }
   template <std::size_t Rank>
   void check_extents(std::array<index_t, Rank> const& extents) const {
-    index_t n = 1;
-    for (auto e : extents) {
-      TESSERA_CHECK(e >= 0, "device buffer::view: negative extent ", e);
-      n *= e;
-    }
-    TESSERA_CHECK(n <= size_, "device buffer::view: a view of ", n, " elements does not fit in a buffer of ", size_);
+    detail::check_view_fits(extents, size_, "device buffer");
   }
 
   T* data_ = nullptr;

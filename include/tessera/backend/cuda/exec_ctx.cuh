@@ -22,115 +22,32 @@
 
 namespace tessera::backend {
 
-/// Bump allocator over device memory, allocated in the order of one stream. Pointers stay valid
-/// until the frame that handed them out ends; kernels queued on that stream may still use them
+/// Device memory allocated in the order of one stream (cudaMallocAsync / cudaFreeAsync). Arena
+/// pointers stay valid until their frame ends; kernels queued on that stream may still use them
 /// afterwards, since any later free or reuse is ordered after them on the same stream.
-class device_scratch_arena {
- public:
+struct device_memory {
   static constexpr std::size_t alignment = 256;   // cudaMalloc's alignment; enough for any vector load
+  static constexpr char const* name = "CUDA device";
+  cudaStream_t stream = nullptr;
 
-  class frame {
-   public:
-    explicit frame(device_scratch_arena& a) noexcept : arena_(&a) { ++a.depth_; }
-    frame(frame const&) = delete;
-    frame& operator=(frame const&) = delete;
-    ~frame() { arena_->end_frame(); }
-    /// n elements of T in device memory, 256-byte aligned, uninitialized.
-    template <class T>
-    [[nodiscard]] T* alloc(std::size_t n) {
-      return static_cast<T*>(arena_->bump(n * sizeof(T)));
-    }
-
-   private:
-    device_scratch_arena* arena_;
-  };
-
-  explicit device_scratch_arena(cudaStream_t stream = nullptr) noexcept : stream_(stream) {}
-  device_scratch_arena(device_scratch_arena const&) = delete;
-  device_scratch_arena& operator=(device_scratch_arena const&) = delete;
-  device_scratch_arena(device_scratch_arena&& o) noexcept
-      : stream_(o.stream_), blocks_(std::move(o.blocks_)), used_(o.used_), allocations_(o.allocations_),
-        depth_(o.depth_) {
-    o.blocks_.clear();
-  }
-  device_scratch_arena& operator=(device_scratch_arena&& o) noexcept {
-    if (this != &o) {
-      free_all();
-      stream_ = o.stream_;
-      blocks_ = std::move(o.blocks_);
-      o.blocks_.clear();
-      used_ = o.used_;
-      allocations_ = o.allocations_;
-      depth_ = o.depth_;
-    }
-    return *this;
-  }
-  ~device_scratch_arena() { free_all(); }
-
-  /// Ensures one block of at least `bytes`, so that requests up to that size never allocate.
-  void reserve(std::size_t bytes) {
-    TESSERA_CHECK(depth_ == 0, "device_scratch_arena::reserve: cannot grow while a frame is open");
-    if (capacity() >= bytes && blocks_.size() <= 1) return;
-    std::size_t const total = std::max(bytes, capacity());
-    free_all();
-    add_block(total);
-  }
-  [[nodiscard]] frame open() noexcept { return frame(*this); }
-  [[nodiscard]] std::size_t capacity() const noexcept {
-    std::size_t c = 0;
-    for (auto const& b : blocks_) c += b.size;
-    return c;
-  }
-  /// How many device blocks this arena has allocated so far.
-  [[nodiscard]] std::size_t allocations() const noexcept { return allocations_; }
-
- private:
-  struct block {
-    std::byte* data = nullptr;
-    std::size_t size = 0;
-  };
-
-  void add_block(std::size_t bytes) {
-    bytes = (bytes + alignment - 1) / alignment * alignment;
+  device_memory() = default;
+  device_memory(cudaStream_t s) noexcept : stream(s) {}  // NOLINT(google-explicit-constructor)
+  [[nodiscard]] void* allocate(std::size_t bytes) const noexcept {
     void* p = nullptr;
-    TESSERA_CUDA_CHECK(cudaMallocAsync(&p, bytes, stream_));
-    blocks_.push_back(block{static_cast<std::byte*>(p), bytes});
-    ++allocations_;
-    used_ = 0;
-  }
-  void* bump(std::size_t bytes) {
-    TESSERA_CHECK(depth_ > 0, "device_scratch_arena: alloc outside a frame");
-    bytes = (bytes + alignment - 1) / alignment * alignment;
-    if (blocks_.empty() || used_ + bytes > blocks_.back().size) add_block(std::max(bytes, capacity()));
-    void* p = blocks_.back().data + used_;
-    used_ += bytes;
+    if (cudaMallocAsync(&p, bytes, stream) != cudaSuccess) {
+      (void)cudaGetLastError();   // the arena reports the failure as tessera::error
+      return nullptr;
+    }
     return p;
   }
-  void free_all() noexcept {
-    for (auto const& b : blocks_)
-      if (cudaFreeAsync(b.data, stream_) != cudaSuccess) (void)cudaGetLastError();
-    blocks_.clear();
-    used_ = 0;
+  void deallocate(void* p, std::size_t) const noexcept {
+    // A destructor path: a failed free (device lost, context gone at exit) is ignored and cleared.
+    if (cudaFreeAsync(p, stream) != cudaSuccess) (void)cudaGetLastError();
   }
-  void end_frame() noexcept {
-    if (--depth_ > 0) return;
-    if (blocks_.size() > 1) {   // merge: the next frame of the same size fits in one block
-      std::size_t const total = capacity();
-      free_all();
-      try {
-        add_block(total);
-      } catch (...) {           // out of memory while merging: the next request allocates again
-      }
-    }
-    used_ = 0;
-  }
-
-  cudaStream_t stream_;
-  std::vector<block> blocks_;
-  std::size_t used_ = 0;
-  std::size_t allocations_ = 0;
-  int depth_ = 0;
 };
+
+/// The cuda backend's arena: device memory on the context's stream.
+using device_scratch_arena = basic_scratch_arena<device_memory>;
 
 /// Execution context of the cuda backend. Owns a non-blocking stream on `device`, a cuBLAS handle
 /// bound to it and the scratch arena; every block run with this context is queued on stream().
