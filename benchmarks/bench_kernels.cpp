@@ -401,6 +401,8 @@ int main(int argc, char** argv) {
 
   // The targets of the foundation issue, as ratios measured in this run.
   std::printf("\ntargets (ratios from this run):\n");
+  if (quick)
+    std::printf("  (--quick is a smoke test: short probes, GEMV weights stay in cache; these ratios are not measurements)\n");
   nlohmann::json targets = nlohmann::json::array();
   auto target = [&](std::string const& what, double value, double goal) {
     bool const met = value >= goal;
