@@ -225,24 +225,15 @@ void ukernel_bf16(index_t kpb, std::uint32_t const* a, index_t lda, std::uint32_
   static_assert(NR == 32, "the vdpbf16ps kernel is written for two zmm of output columns");
   c_tile<A, MR, NR> t;
   t.init(c, ldc, init_row, accumulate, n_valid);
-  __m512 c0[MR], c1[MR];
-  for (int i = 0; i < MR; ++i) {
-    c0[i] = t.c0[i];
-    c1[i] = t.c1[i];
-  }
   for (index_t kp = 0; kp < kpb; ++kp) {
     __m512bh const b0 = (__m512bh)_mm512_load_si512(bp + kp * NR);
     __m512bh const b1 = (__m512bh)_mm512_load_si512(bp + kp * NR + 16);
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
       __m512bh const av = (__m512bh)_mm512_set1_epi32(static_cast<int>(a[i * lda + kp]));
-      c0[i] = _mm512_dpbf16_ps(c0[i], av, b0);
-      c1[i] = _mm512_dpbf16_ps(c1[i], av, b1);
+      t.c0[i] = _mm512_dpbf16_ps(t.c0[i], av, b0);
+      t.c1[i] = _mm512_dpbf16_ps(t.c1[i], av, b1);
     }
-  }
-  for (int i = 0; i < MR; ++i) {
-    t.c0[i] = c0[i];
-    t.c1[i] = c1[i];
   }
   t.store(c, ldc, n_valid);
 }
@@ -476,16 +467,11 @@ struct gemv_f32_kernel {
 /// Rounds rows of x to bf16 values kept as f32 (the exact inputs of bf16 products) into out.
 template <class A>
 void round_rows_to_bf16(float const* x, index_t ldx, index_t m, index_t k, float* out, index_t ldo) noexcept {
-  using U = ubatch<A>;
   constexpr index_t L = fbatch<A>::size;
   for (index_t i = 0; i < m; ++i) {
     index_t j = 0;
-    for (; j + L <= k; j += L) {  // bf16::from_float, vectorized: RNE on the top 16 bits, NaN stays NaN
-      U const u = bitcast<std::uint32_t>(fbatch<A>::load_unaligned(x + i * ldx + j));
-      U r = (u + (((u >> 16) & U(1u)) + U(0x7FFFu))) & U(0xFFFF0000u);
-      r = xsimd::select((u & U(0x7FFFFFFFu)) > U(0x7F800000u), U(0x7FC00000u), r);
-      bitcast<float>(r).store_unaligned(out + i * ldo + j);
-    }
+    for (; j + L <= k; j += L)  // the bf16 bits back in the top half of a float: exact
+      bitcast<float>(bf16_bits<A>(fbatch<A>::load_unaligned(x + i * ldx + j)) << 16).store_unaligned(out + i * ldo + j);
     for (; j < k; ++j) out[i * ldo + j] = bf16::from_float(x[i * ldx + j]).to_float();
   }
 }

@@ -111,15 +111,20 @@ template <class A, class T>
   }
 }
 
+/// bf16::from_float on every lane: the bf16 bit patterns (round to nearest even; NaN -> 0x7FC0),
+/// one per 32-bit lane.
+template <class A>
+[[nodiscard]] inline ubatch<A> bf16_bits(fbatch<A> const& v) noexcept {
+  auto const u = bitcast<std::uint32_t>(v);
+  auto const r = (u + (((u >> 16) & ubatch<A>(1u)) + ubatch<A>(0x7FFFu))) >> 16;
+  return xsimd::select((u & ubatch<A>(0x7FFFFFFFu)) > ubatch<A>(0x7F800000u), ubatch<A>(0x7FC0u), r);
+}
+
 /// Rounds a float batch to bf16 (round to nearest even; NaN -> 0x7FC0) and stores it.
 template <class A>
 inline void store_as_bf16(bf16* p, fbatch<A> const& v) noexcept {
   constexpr std::size_t n = fbatch<A>::size;
-  auto const u = bitcast<std::uint32_t>(v);
-  auto const bias = ((u >> 16) & ubatch<A>(1u)) + ubatch<A>(0x7FFFu);
-  auto r = (u + bias) >> 16;
-  auto const is_nan = (u & ubatch<A>(0x7FFFFFFFu)) > ubatch<A>(0x7F800000u);
-  r = xsimd::select(is_nan, ubatch<A>(0x7FC0u), r);
+  auto const r = bf16_bits<A>(v);
 #if defined(__AVX512F__)
   if constexpr (n == 16) {
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(__m512i(r)));
