@@ -9,12 +9,7 @@
 #include <tessera/backend/scratch_arena.hpp>
 #include <tessera/core/error.hpp>
 
-#include <algorithm>
-#include <cstddef>
-#include <memory>
 #include <type_traits>
-#include <new>
-#include <vector>
 
 #if defined(_OPENMP)
 #include <omp.h>
