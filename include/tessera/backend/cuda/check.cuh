@@ -16,7 +16,7 @@ namespace tessera::cuda_detail {
 
 /// Throws tessera::error for a failed CUDA runtime call (and does nothing on cudaSuccess).
 inline void check_cuda(cudaError_t status, char const* expr,
-                       std::source_location where = std::source_location::current()) {
+                       ::tessera::source_location where = ::tessera::source_location::current()) {
   if (status == cudaSuccess) [[likely]]
     return;
   ::tessera::detail::raise_at(where, "CUDA error ", cudaGetErrorName(status), " (", static_cast<int>(status),
@@ -25,7 +25,7 @@ inline void check_cuda(cudaError_t status, char const* expr,
 
 /// Throws tessera::error for a failed cuBLAS call.
 inline void check_cublas(cublasStatus_t status, char const* expr,
-                         std::source_location where = std::source_location::current()) {
+                         ::tessera::source_location where = ::tessera::source_location::current()) {
   if (status == CUBLAS_STATUS_SUCCESS) [[likely]]
     return;
   ::tessera::detail::raise_at(where, "cuBLAS error ", cublasGetStatusName(status), " (", static_cast<int>(status),
@@ -36,11 +36,11 @@ inline void check_cublas(cublasStatus_t status, char const* expr,
 
 /// Checks a CUDA runtime call: TESSERA_CUDA_CHECK(cudaMemcpyAsync(...));
 #define TESSERA_CUDA_CHECK(expr) \
-  ::tessera::cuda_detail::check_cuda((expr), #expr, std::source_location::current())
+  ::tessera::cuda_detail::check_cuda((expr), #expr, ::tessera::source_location::current())
 
 /// Checks a cuBLAS call: TESSERA_CUBLAS_CHECK(cublasGemmEx(...));
 #define TESSERA_CUBLAS_CHECK(expr) \
-  ::tessera::cuda_detail::check_cublas((expr), #expr, std::source_location::current())
+  ::tessera::cuda_detail::check_cublas((expr), #expr, ::tessera::source_location::current())
 
 /// After every kernel launch: reports launch errors (bad configuration, missing kernel image)
 /// at once. With TESSERA_CUDA_SYNC_DEBUG=1 it also waits for the whole device, so a fault
@@ -53,11 +53,11 @@ inline void check_cublas(cublasStatus_t status, char const* expr,
 #define TESSERA_CUDA_CHECK_LAUNCH()                                                            \
   do {                                                                                         \
     ::tessera::cuda_detail::check_cuda(cudaGetLastError(), "kernel launch",                   \
-                                       std::source_location::current());                       \
+                                       ::tessera::source_location::current());                       \
     ::tessera::cuda_detail::check_cuda(cudaDeviceSynchronize(), "kernel execution (TESSERA_CUDA_SYNC_DEBUG)", \
-                                       std::source_location::current());                       \
+                                       ::tessera::source_location::current());                       \
   } while (0)
 #else
 #define TESSERA_CUDA_CHECK_LAUNCH()                                                            \
-  ::tessera::cuda_detail::check_cuda(cudaGetLastError(), "kernel launch", std::source_location::current())
+  ::tessera::cuda_detail::check_cuda(cudaGetLastError(), "kernel launch", ::tessera::source_location::current())
 #endif
