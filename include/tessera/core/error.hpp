@@ -27,7 +27,8 @@ using source_location = std::source_location;
 /// compiler lacks (libstdc++ 12 with clang 14, which tessera's libFuzzer build uses).
 class source_location {
  public:
-  static constexpr source_location current(char const* file = __builtin_FILE(), char const* function = __builtin_FUNCTION(),
+  static constexpr source_location current(char const* file = __builtin_FILE(),
+                                           char const* function = __builtin_FUNCTION(),
                                            unsigned line = __builtin_LINE()) noexcept {
     source_location here;
     here.file_ = file;
