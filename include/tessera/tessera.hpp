@@ -11,6 +11,11 @@
 #include <tessera/backend/backend.hpp>
 #include <tessera/backend/exec_ctx.hpp>
 #include <tessera/io/safetensors.hpp>
+#include <tessera/io/config.hpp>
+#include <tessera/io/weight_map.hpp>
+#include <tessera/io/image.hpp>
+#include <tessera/pack/patchify.hpp>
+#include <tessera/text/tokenizer.hpp>
 #include <tessera/nn/linear.hpp>
 #include <tessera/nn/layer_norm.hpp>
 #include <tessera/nn/rms_norm.hpp>
