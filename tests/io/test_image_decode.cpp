@@ -103,6 +103,112 @@ std::vector<std::byte> tga_header_only(std::uint32_t width, std::uint32_t height
   return f;
 }
 
+/// A marker segment: 0xFF, the marker code, the big-endian length (payload + 2), the payload.
+void put_segment(std::vector<std::byte>& f, int marker, std::vector<int> const& payload) {
+  f.push_back(std::byte{0xFF});
+  f.push_back(static_cast<std::byte>(marker));
+  std::size_t const len = payload.size() + 2;
+  f.push_back(static_cast<std::byte>(len >> 8));
+  f.push_back(static_cast<std::byte>(len & 0xFF));
+  for (int b : payload) f.push_back(static_cast<std::byte>(b));
+}
+
+/// Entropy-coded JPEG data: bits most significant first, the last byte padded with 1s, a 0x00
+/// stuffed after every 0xFF, as encoders write it.
+std::vector<std::byte> jpeg_entropy(std::vector<std::pair<std::uint32_t, int>> const& codes) {
+  std::vector<int> bits;
+  for (auto const& [v, n] : codes)
+    for (int i = n - 1; i >= 0; --i) bits.push_back(static_cast<int>((v >> i) & 1));
+  while (bits.size() % 8 != 0) bits.push_back(1);
+  std::vector<std::byte> out;
+  for (std::size_t i = 0; i < bits.size(); i += 8) {
+    int v = 0;
+    for (std::size_t k = 0; k < 8; ++k) v = 2 * v + bits[i + k];
+    out.push_back(static_cast<std::byte>(v));
+    if (v == 0xFF) out.push_back(std::byte{0x00});
+  }
+  return out;
+}
+
+/// A small gray baseline JPEG, 8 pixels wide and 8 * `blocks` high, built segment by segment so
+/// that a test can break one thing at a time. Huffman tables: DC0 codes '0' (difference 0) and '1'
+/// (a 15-bit difference follows); AC0 code '0' (end of block). `block_ok` codes one flat block.
+struct tiny_jpeg {
+  static constexpr std::pair<std::uint32_t, int> dc_zero{0, 1}, end_of_block{0, 1};
+  int blocks = 2;
+  std::vector<int> dqt = [] {  // table 0, 8-bit, all 1
+    std::vector<int> v(65, 1);
+    v[0] = 0x00;  // precision 0, id 0
+    return v;
+  }();
+  std::vector<std::vector<int>> components = {{1, 0x11, 0}};
+  std::vector<int> dht_dc = {0x00, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15};
+  std::vector<int> dht_ac = {0x10, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x00};
+  std::vector<int> dri;                        // empty: no DRI segment
+  std::vector<std::vector<int>> scan_components = {{1, 0x00}};
+  std::vector<std::byte> data = jpeg_entropy({dc_zero, end_of_block, dc_zero, end_of_block});
+
+  [[nodiscard]] std::vector<std::byte> bytes() const {
+    std::vector<std::byte> f = bytes_of({0xFF, 0xD8});
+    put_segment(f, 0xDB, dqt);
+    std::vector<int> sof = {8, (8 * blocks) >> 8, (8 * blocks) & 0xFF, 0, 8, static_cast<int>(components.size())};
+    for (auto const& c : components) sof.insert(sof.end(), c.begin(), c.end());
+    put_segment(f, 0xC0, sof);
+    put_segment(f, 0xC4, dht_dc);
+    put_segment(f, 0xC4, dht_ac);
+    if (!dri.empty()) put_segment(f, 0xDD, dri);
+    std::vector<int> sos = {static_cast<int>(scan_components.size())};
+    for (auto const& c : scan_components) sos.insert(sos.end(), c.begin(), c.end());
+    for (int b : {0, 63, 0}) sos.push_back(b);
+    put_segment(f, 0xDA, sos);
+    f.insert(f.end(), data.begin(), data.end());
+    for (int b : {0xFF, 0xD9}) f.push_back(static_cast<std::byte>(b));
+    return f;
+  }
+};
+
+/// Where the entropy-coded data that starts at `data` ends: the first marker other than RSTn.
+std::size_t jpeg_scan_end(std::vector<std::byte> const& b, std::size_t data) {
+  std::size_t e = data;
+  while (!(b[e] == std::byte{0xFF} && b[e + 1] != std::byte{0x00} &&
+           (b[e + 1] < std::byte{0xD0} || b[e + 1] > std::byte{0xD7})))
+    ++e;
+  return e;
+}
+
+/// The message of the tessera::error decoding `bytes` throws ("" if it decodes).
+std::string decode_error(std::vector<std::byte> const& bytes) {
+  try {
+    (void)io::decode_image(bytes);
+  } catch (tessera::error const& e) {
+    return e.message();
+  }
+  return "";
+}
+
+/// A grayscale PNG of width x 1 pixels whose IDAT holds `zlib` (chunk CRCs correct).
+std::vector<std::byte> png_with_zlib(std::uint32_t width, std::vector<int> const& zlib) {
+  std::vector<std::byte> f = bytes_of({0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A});
+  auto chunk = [&](std::string_view type, std::vector<std::byte> const& data) {
+    put_be32(f, static_cast<std::uint32_t>(data.size()));
+    std::vector<std::byte> body;
+    append(body, type);
+    body.insert(body.end(), data.begin(), data.end());
+    f.insert(f.end(), body.begin(), body.end());
+    put_be32(f, io::detail::crc32(reinterpret_cast<std::uint8_t const*>(body.data()), body.size()));
+  };
+  std::vector<std::byte> ihdr;
+  put_be32(ihdr, width);
+  put_be32(ihdr, 1);
+  for (int b : {8, 0, 0, 0, 0}) ihdr.push_back(static_cast<std::byte>(b));
+  chunk("IHDR", ihdr);
+  std::vector<std::byte> idat;
+  for (int b : zlib) idat.push_back(static_cast<std::byte>(b));
+  chunk("IDAT", idat);
+  chunk("IEND", {});
+  return f;
+}
+
 /// Every committed fixture: (file name, bytes).
 std::vector<std::pair<std::string, std::vector<std::byte>>> const& fixtures() {
   static auto const all = [] {
@@ -289,6 +395,141 @@ TEST_CASE("decode_image names what is wrong", "[io][image][unit]") {
   for (std::size_t i = 0; i + 7 < cmyk.size(); ++i)
     if (cmyk[i] == std::byte{0xFF} && cmyk[i + 1] == std::byte{0xEE}) cmyk[i + 4] = std::byte{'X'};  // "Adobe" -> "Xdobe"
   REQUIRE_THROWS_WITH(io::decode_image(cmyk), ContainsSubstring("4-component"));
+}
+
+// stb_image 2.27 (Debian 12's libstb, what production links) has memory-safety bugs that upstream
+// fixed only in 2.28; tessera checks every file before stb sees it so that they cannot be reached.
+// Each case below is a small crafted file of one bug class; without tessera's check it would reach
+// stb (and decode to garbage or read/write out of bounds there), so the checks are on the message.
+
+TEST_CASE("tiny_jpeg, the base of the crafted JPEGs below, decodes", "[io][image][unit]") {
+  io::rgb_image const img = io::decode_image(tiny_jpeg{}.bytes());
+  CHECK(img.height() == 16);
+  CHECK(img.width() == 8);
+  CHECK(img.data()[0] == 128);  // DC 0: mid-gray
+}
+
+TEST_CASE("JPEG Huffman tables with more than 256 codes or codes that do not fit are refused", "[io][image][unit]") {
+  // stb 2.27 writes the code sizes into size[257] and the symbols into values[256] without a bound.
+  tiny_jpeg j;
+  j.dht_dc = {0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 45, 255};  // 45 codes of 15 bits, 255 of 16
+  for (int i = 0; i < 300; ++i) j.dht_dc.push_back(i % 16);
+  CHECK_THAT(decode_error(j.bytes()), ContainsSubstring("Huffman table DC0") && ContainsSubstring("with 300 codes (at most 256)"));
+  j = tiny_jpeg{};
+  j.dht_dc[2] = 3;  // three codes of 2 bits after two of 1 bit: 5 codes cannot be prefix-free
+  j.dht_dc.push_back(1);
+  j.dht_dc.push_back(2);
+  j.dht_dc.push_back(3);
+  CHECK_THAT(decode_error(j.bytes()), ContainsSubstring("more codes of up to 2 bits than fit"));
+  j = tiny_jpeg{};
+  j.dht_ac[1] = 3;  // three codes declared, one symbol present
+  CHECK_THAT(decode_error(j.bytes()), ContainsSubstring("Huffman table AC0 declares 3 codes"));
+  j = tiny_jpeg{};
+  j.dht_ac[0] = 0x24;  // class 2
+  CHECK_THAT(decode_error(j.bytes()), ContainsSubstring("Huffman table class 2"));
+}
+
+TEST_CASE("JPEG scans must use tables a DHT / DQT segment defined", "[io][image][unit]") {
+  // stb 2.27 does not clear its decoder state: an undefined table is uninitialized memory.
+  tiny_jpeg j;
+  j.scan_components = {{1, 0x10}};  // DC table 1
+  CHECK_THAT(decode_error(j.bytes()), ContainsSubstring("uses Huffman table DC1, which no DHT segment"));
+  j.scan_components = {{1, 0x02}};  // AC table 2
+  CHECK_THAT(decode_error(j.bytes()), ContainsSubstring("uses Huffman table AC2, which no DHT segment"));
+  j = tiny_jpeg{};
+  j.components = {{1, 0x11, 3}};  // quantization table 3
+  CHECK_THAT(decode_error(j.bytes()), ContainsSubstring("quantization table 3, which no DQT segment"));
+}
+
+TEST_CASE("JPEG scans whose entropy-coded data ends early are refused", "[io][image][unit]") {
+  // stb 2.27 reads on past the data with a negative bit count (shifts by 32 and more); it pads
+  // with zeros and returns an image where libjpeg warns. tessera: "JPEG truncated".
+  tiny_jpeg j;
+  j.data = jpeg_entropy({{1, 1}, {0x7FFF, 3}});  // block 1 cut inside its 15-bit DC difference
+  CHECK_THAT(decode_error(j.bytes()), ContainsSubstring("JPEG truncated: the entropy-coded data of scan 1 ends inside MCU 1 of 2"));
+  j.data.clear();  // no data at all
+  CHECK_THAT(decode_error(j.bytes()), ContainsSubstring("JPEG truncated"));
+  // Every cut of each fixture's first scan, closed with an EOI marker: an error or (a cut only in
+  // the padding of the last byte) the complete image, never one decoded from zero-filled data.
+  for (auto const& [name, bytes] : fixtures()) {
+    if (name.find(".jpg") == std::string::npos) continue;
+    INFO(name);
+    io::rgb_image const full = io::decode_image(bytes);
+    std::size_t sos = 0;
+    while (!(bytes[sos] == std::byte{0xFF} && bytes[sos + 1] == std::byte{0xDA})) ++sos;
+    std::size_t const data = sos + 2 + ((static_cast<std::size_t>(bytes[sos + 2]) << 8) | static_cast<std::size_t>(bytes[sos + 3]));
+    std::size_t const scan_end = jpeg_scan_end(bytes, data);
+    for (std::size_t cut = data; cut < scan_end; ++cut) {
+      std::vector<std::byte> b(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(cut));
+      for (int v : {0xFF, 0xD9}) b.push_back(static_cast<std::byte>(v));
+      io::rgb_image img;
+      if (try_decode(b, &img)) {
+        INFO("scan cut after " << cut - data << " of " << scan_end - data << " bytes");
+        REQUIRE(same_pixels(img, full));
+      }
+    }
+  }
+}
+
+TEST_CASE("JPEG DC coefficients that do not fit 16 bits are refused", "[io][image][unit]") {
+  // stb 2.27 computes the DC prediction and dc * quantizer in int without overflow checks.
+  tiny_jpeg j;
+  j.dqt = std::vector<int>(129, 0xFF);  // 16-bit table 0: quantizer 65535
+  j.dqt[0] = 0x10;
+  j.data = jpeg_entropy({{1, 1}, {0x7FFF, 15}, tiny_jpeg::end_of_block, {1, 1}, {0x7FFF, 15}, tiny_jpeg::end_of_block});
+  CHECK_THAT(decode_error(j.bytes()), ContainsSubstring("a DC coefficient that does not fit 16 bits in scan 1 (MCU 1 of 2)"));
+  // With quantizer 1 the second block's DC (2 * 32767) is what does not fit.
+  j = tiny_jpeg{};
+  j.data = jpeg_entropy({{1, 1}, {0x7FFF, 15}, tiny_jpeg::end_of_block, {1, 1}, {0x7FFF, 15}, tiny_jpeg::end_of_block});
+  CHECK_THAT(decode_error(j.bytes()), ContainsSubstring("does not fit 16 bits in scan 1 (MCU 2 of 2)"));
+}
+
+TEST_CASE("JPEG files that leave blocks undecoded are refused", "[io][image][unit]") {
+  // stb 2.27 returns those blocks as whatever its pixel buffer held (uninitialized memory).
+  tiny_jpeg j;
+  j.dri = {0, 1};  // a restart marker after every MCU, but the data has none
+  CHECK_THAT(decode_error(j.bytes()), ContainsSubstring("no restart marker after MCU 1 of scan 1"));
+  j.data = jpeg_entropy({tiny_jpeg::dc_zero, tiny_jpeg::end_of_block});
+  for (int b : {0xFF, 0xD0}) j.data.push_back(static_cast<std::byte>(b));
+  auto const second = jpeg_entropy({tiny_jpeg::dc_zero, tiny_jpeg::end_of_block});
+  j.data.insert(j.data.end(), second.begin(), second.end());
+  CHECK(decode_error(j.bytes()).empty());  // with the marker it decodes
+  j = tiny_jpeg{};
+  j.components = {{1, 0x11, 0}, {2, 0x11, 0}, {3, 0x11, 0}};  // three components, the scan codes one
+  CHECK_THAT(decode_error(j.bytes()), ContainsSubstring("no scan codes component 2"));
+}
+
+TEST_CASE("progressive JPEG scans are checked like sequential ones", "[io][image][unit]") {
+  auto prog = test::read_bytes(test::golden_path("images/jpeg_rgb444_progressive.jpg"));
+  REQUIRE(decode_error(prog).empty());
+  std::vector<std::size_t> sos;
+  for (std::size_t i = 0; i + 1 < prog.size(); ++i)
+    if (prog[i] == std::byte{0xFF} && prog[i + 1] == std::byte{0xDA}) sos.push_back(i);
+  REQUIRE(sos.size() >= 3);
+  // Drop the first scan (the DC scan): the AC scans then refine blocks nothing initialized.
+  std::size_t const dc_end = jpeg_scan_end(prog, sos[0] + 14);  // SOS of 3 components: 14 bytes
+  std::vector<std::byte> no_dc(prog.begin(), prog.begin() + static_cast<std::ptrdiff_t>(sos[0]));
+  no_dc.insert(no_dc.end(), prog.begin() + static_cast<std::ptrdiff_t>(dc_end), prog.end());
+  CHECK_THAT(decode_error(no_dc), ContainsSubstring("before its first DC scan"));
+  // Cut the last scan short.
+  std::vector<std::byte> cut(prog.begin(), prog.begin() + static_cast<std::ptrdiff_t>(sos.back() + 16));
+  for (int b : {0xFF, 0xD9}) cut.push_back(static_cast<std::byte>(b));
+  CHECK_THAT(decode_error(cut), ContainsSubstring("JPEG truncated"));
+}
+
+TEST_CASE("PNG zlib streams with the invalid deflate symbols are refused", "[io][image][unit]") {
+  // stb 2.27 accepts distance symbols 30/31 (distance 0: it copies output it has not written yet,
+  // i.e. uninitialized memory, into the image) and length symbols 286/287. Fixed-code blocks give
+  // every one of them a code. Both streams below: literal 0 (the row's filter byte), then a
+  // 3-byte match, then end of block, then an Adler-32.
+  std::vector<int> const dist30 = {0x78, 0x01, 0x63, 0x00, 0x3E, 0x00, 0x00, 0x00, 0x00, 0x00};
+  CHECK_THAT(decode_error(png_with_zlib(3, dist30)), ContainsSubstring("an invalid distance code"));
+  std::vector<int> dist0 = dist30;  // the same with distance symbol 0: valid, three copies of byte 0
+  dist0[4] = 0x02;
+  CHECK(decode_error(png_with_zlib(3, dist0)).empty());
+  // Literal 0 four times, then length symbol 286.
+  std::vector<int> const len286 = {0x78, 0x01, 0x63, 0x60, 0x60, 0x60, 0x18, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00};
+  CHECK_THAT(decode_error(png_with_zlib(3, len286)), ContainsSubstring("length symbol 286 or 287"));
 }
 
 TEST_CASE("load_image reads regular files only, with errors naming the path", "[io][image][unit]") {

@@ -174,9 +174,11 @@ namespace detail {
 /// decoder, which is not libjpeg-turbo: its pixels can differ from Pillow's by a few levels.
 /// EXIF orientation and colour profiles are ignored, as Image.open ignores them.
 /// Safe on arbitrary bytes: the format is identified from magic numbers (TGA, which has none, from
-/// a valid header), the structure is checked by tessera (lengths, CRCs, markers, truncation) and the
-/// declared size against `limits` before anything is allocated for pixels; every problem is a
-/// tessera::error naming the input and the reason (stb_image's reason where stb refuses).
+/// a valid header), the structure is checked by tessera (lengths, CRCs, markers, truncation, the
+/// Huffman-coded data of JPEG scans and PNG zlib streams, so that the bugs of Debian's stb_image
+/// 2.27 stay out of reach) and the declared size against `limits` before anything is allocated for
+/// pixels; every problem is a tessera::error naming the input and the reason (stb_image's reason
+/// where stb refuses).
 /// PNG, JPEG and GIF are decoded by stb_image (Debian's libstb); BMP and TGA by tessera itself,
 /// because stb's readers differ from Pillow's there. Thread-safe (each call resets this thread's
 /// stb_image vertical-flip flag to off).
