@@ -3,6 +3,8 @@
 // normalized decoder of both LLM flavours, every refusal (each names the file and the field),
 // file reading, and a mutation sweep (malformed input is always a tessera::error).
 // The defaults themselves are checked against Python's resolution in tests/golden/test_golden_config.cpp.
+#include "common/temp_dir.hpp"
+
 #include <tessera/io/config.hpp>
 
 #include <catch2/catch_test_macros.hpp>
@@ -26,13 +28,7 @@ namespace io = tessera::io;
 using Catch::Matchers::ContainsSubstring;
 using nlohmann::json;
 using tessera::index_t;
-
-// Both the exception type and a key fact of the message (evaluates `expr` twice).
-#define REQUIRE_CONFIG_ERROR(expr, text)                 \
-  do {                                                   \
-    REQUIRE_THROWS_AS(expr, tessera::error);             \
-    REQUIRE_THROWS_WITH(expr, ContainsSubstring(text));  \
-  } while (0)
+using tessera::test::temp_dir;
 
 namespace {
 
@@ -96,27 +92,6 @@ io::points15_config points_with(std::function<void(json&)> const& edit,
                                 io::points_llm_flavour f = io::points_llm_flavour::auto_detect) {
   return io::parse_points15_config(edited(points15_7b(), edit), "points.json", f);
 }
-
-/// A fresh directory under the system temp directory, removed with its contents at scope exit.
-class temp_dir {
- public:
-  temp_dir() {
-    static std::atomic<unsigned> counter{0};
-    path_ = fs::temp_directory_path() /
-            ("tessera-config-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    fs::create_directories(path_);
-  }
-  temp_dir(temp_dir const&) = delete;
-  temp_dir& operator=(temp_dir const&) = delete;
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  [[nodiscard]] fs::path const& path() const noexcept { return path_; }
-
- private:
-  fs::path path_;
-};
 
 void write_text(fs::path const& p, std::string const& text) {
   std::ofstream out(p, std::ios::binary);
@@ -191,7 +166,7 @@ TEST_CASE("qwen2 config: absent fields take the Qwen2Config defaults", "[io][con
 
 TEST_CASE("qwen2 config: num_key_value_heads absent is 32, null is num_attention_heads", "[io][config][unit]") {
   // Absent: the keyword default 32, which 14 heads cannot be grouped into.
-  REQUIRE_CONFIG_ERROR(qwen2_with([](json& j) { j.erase("num_key_value_heads"); }),
+  REQUIRE_TESSERA_ERROR(qwen2_with([](json& j) { j.erase("num_key_value_heads"); }),
                        "field 'num_key_value_heads': 32 does not divide num_attention_heads 14");
   io::qwen2_config const q = qwen2_with([](json& j) { j["num_key_value_heads"] = nullptr; });
   CHECK(q.num_key_value_heads == 14);
@@ -201,8 +176,8 @@ TEST_CASE("qwen2 config: num_key_value_heads absent is 32, null is num_attention
 TEST_CASE("qwen2 config: refusals name the file and the field", "[io][config][unit]") {
   auto err = [](std::function<void(json&)> const& edit, std::string const& text) {
     INFO("expected: " << text);
-    REQUIRE_CONFIG_ERROR(qwen2_with(edit), text);
-    REQUIRE_CONFIG_ERROR(qwen2_with(edit), "config 'qwen.json'");
+    REQUIRE_TESSERA_ERROR(qwen2_with(edit), text);
+    REQUIRE_TESSERA_ERROR(qwen2_with(edit), "config 'qwen.json'");
   };
   err([](json& j) { j["model_type"] = "llama"; }, "field 'model_type': 'llama' is not supported");
   err([](json& j) { j["model_type"] = 3; }, "field 'model_type': must be a string");
@@ -270,19 +245,19 @@ TEST_CASE("qwen2 config: accepted variants", "[io][config][unit]") {
 }
 
 TEST_CASE("config text: invalid JSON, duplicate keys, non-objects and huge texts are refused", "[io][config][unit]") {
-  REQUIRE_CONFIG_ERROR(io::parse_qwen2_config("{\"vocab_size\": ", "bad.json"), "config 'bad.json': invalid JSON");
-  REQUIRE_CONFIG_ERROR(io::parse_qwen2_config(R"({"hidden_size": 896, "hidden_size": 64})", "dup.json"),
+  REQUIRE_TESSERA_ERROR(io::parse_qwen2_config("{\"vocab_size\": ", "bad.json"), "config 'bad.json': invalid JSON");
+  REQUIRE_TESSERA_ERROR(io::parse_qwen2_config(R"({"hidden_size": 896, "hidden_size": 64})", "dup.json"),
                        "duplicate key 'hidden_size'");
-  REQUIRE_CONFIG_ERROR(io::parse_qwen2_config(std::string("{\"a\": 1}\0", 9), "nul.json"), "NUL byte");
-  REQUIRE_CONFIG_ERROR(io::parse_qwen2_config("[1, 2]", "arr.json"), "must be a JSON object, got a JSON array");
-  REQUIRE_CONFIG_ERROR(io::parse_qwen2_config("NaN", "nan.json"), "invalid JSON");
+  REQUIRE_TESSERA_ERROR(io::parse_qwen2_config(std::string("{\"a\": 1}\0", 9), "nul.json"), "NUL byte");
+  REQUIRE_TESSERA_ERROR(io::parse_qwen2_config("[1, 2]", "arr.json"), "must be a JSON object, got a JSON array");
+  REQUIRE_TESSERA_ERROR(io::parse_qwen2_config("NaN", "nan.json"), "invalid JSON");
   std::string deep(100, '[');
-  REQUIRE_CONFIG_ERROR(io::parse_qwen2_config("{\"a\": " + deep, "deep.json"), "nests deeper");
+  REQUIRE_TESSERA_ERROR(io::parse_qwen2_config("{\"a\": " + deep, "deep.json"), "nests deeper");
   std::string const huge = "{\"x\": \"" + std::string((16u << 20) + 1, 'a') + "\"}";
-  REQUIRE_CONFIG_ERROR(io::parse_qwen2_config(huge, "huge.json"), "limit for a config file");
+  REQUIRE_TESSERA_ERROR(io::parse_qwen2_config(huge, "huge.json"), "limit for a config file");
   // A long path keeps its end (the file name) in messages.
   std::string const long_name = std::string(200, 'd') + "/config.json";
-  REQUIRE_CONFIG_ERROR(io::parse_qwen2_config("{\"vocab_size\": 0}", long_name), "dddd/config.json'");
+  REQUIRE_TESSERA_ERROR(io::parse_qwen2_config("{\"vocab_size\": 0}", long_name), "dddd/config.json'");
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -365,8 +340,8 @@ TEST_CASE("custom_llama config: rms_norm overrides norm_type; rotary_pct gives r
 TEST_CASE("custom_llama config: refusals name the file and the field", "[io][config][unit]") {
   auto err = [](std::function<void(json&)> const& edit, std::string const& text) {
     INFO("expected: " << text);
-    REQUIRE_CONFIG_ERROR(llama_with(edit), text);
-    REQUIRE_CONFIG_ERROR(llama_with(edit), "config 'llm.json'");
+    REQUIRE_TESSERA_ERROR(llama_with(edit), text);
+    REQUIRE_TESSERA_ERROR(llama_with(edit), "config 'llm.json'");
   };
   err([](json& j) { j["model_type"] = "llama"; }, "field 'model_type': 'llama' is not supported");
   err([](json& j) { j["architectures"] = {"LlamaForCausalLM"}; }, "field 'architectures'");
@@ -432,20 +407,20 @@ TEST_CASE("vision config: defaults, activations, and a whole Qwen2-VL config.jso
   full["vision_config"]["depth"] = 4;
   CHECK(io::parse_qwen2_vl_vision_config(full.dump(), "full.json").depth == 4);
   full["vision_config"] = 5;
-  REQUIRE_CONFIG_ERROR(io::parse_qwen2_vl_vision_config(full.dump(), "full.json"),
+  REQUIRE_TESSERA_ERROR(io::parse_qwen2_vl_vision_config(full.dump(), "full.json"),
                        "field 'vision_config': must be a JSON object");
   full["vision_config"] = vision_7b();
   full["vision_config"]["num_heads"] = 3;
-  REQUIRE_CONFIG_ERROR(io::parse_qwen2_vl_vision_config(full.dump(), "full.json"), "field 'vision_config.num_heads'");
+  REQUIRE_TESSERA_ERROR(io::parse_qwen2_vl_vision_config(full.dump(), "full.json"), "field 'vision_config.num_heads'");
   full["model_type"] = "qwen2_5_vl";
-  REQUIRE_CONFIG_ERROR(io::parse_qwen2_vl_vision_config(full.dump(), "full.json"), "'qwen2_5_vl' is not supported");
+  REQUIRE_TESSERA_ERROR(io::parse_qwen2_vl_vision_config(full.dump(), "full.json"), "'qwen2_5_vl' is not supported");
 }
 
 TEST_CASE("vision config: refusals name the file and the field", "[io][config][unit]") {
   auto err = [](std::function<void(json&)> const& edit, std::string const& text) {
     INFO("expected: " << text);
-    REQUIRE_CONFIG_ERROR(vision_with(edit), text);
-    REQUIRE_CONFIG_ERROR(vision_with(edit), "config 'vision.json'");
+    REQUIRE_TESSERA_ERROR(vision_with(edit), text);
+    REQUIRE_TESSERA_ERROR(vision_with(edit), "config 'vision.json'");
   };
   err([](json& j) { j["num_heads"] = 7; }, "field 'num_heads': 7 does not divide embed_dim 1280");
   err([](json& j) { j["embed_dim"] = 24; j["num_heads"] = 4; }, "gives head_dim 6");
@@ -505,9 +480,9 @@ TEST_CASE("points15 config: the llm_config flavour is detected or chosen", "[io]
           j["llm_config"].erase("architectures");
         })) == io::decoder_flavour::qwen2);
   // Neither kind of field, or both: the caller must choose.
-  REQUIRE_CONFIG_ERROR(points_with([](json& j) { j["llm_config"] = json::object(); }),
+  REQUIRE_TESSERA_ERROR(points_with([](json& j) { j["llm_config"] = json::object(); }),
                        "field 'llm_config' cannot be identified");
-  REQUIRE_CONFIG_ERROR(points_with([](json& j) { j["llm_config"] = json{{"num_kv_heads", 4}, {"rope_theta", 1e6}}; }),
+  REQUIRE_TESSERA_ERROR(points_with([](json& j) { j["llm_config"] = json{{"num_kv_heads", 4}, {"rope_theta", 1e6}}; }),
                        "field names of both");
   // An explicit choice wins: the same fields read as a Qwen2Config take Qwen2's defaults.
   io::points15_config const forced = points_with(
@@ -520,8 +495,8 @@ TEST_CASE("points15 config: the llm_config flavour is detected or chosen", "[io]
 TEST_CASE("points15 config: refusals name the nested field", "[io][config][unit]") {
   auto err = [](std::function<void(json&)> const& edit, std::string const& text) {
     INFO("expected: " << text);
-    REQUIRE_CONFIG_ERROR(points_with(edit), text);
-    REQUIRE_CONFIG_ERROR(points_with(edit), "config 'points.json'");
+    REQUIRE_TESSERA_ERROR(points_with(edit), text);
+    REQUIRE_TESSERA_ERROR(points_with(edit), "config 'points.json'");
   };
   err([](json& j) { j["model_type"] = "qwen2_vl"; }, "field 'model_type': 'qwen2_vl' is not supported");
   err([](json& j) { j["architectures"] = {"Qwen2VLForConditionalGeneration"}; }, "field 'architectures'");
@@ -550,13 +525,13 @@ TEST_CASE("model config: dispatch by model_type or architectures, others refused
   json p = points15_7b();
   p.erase("model_type");
   CHECK(std::holds_alternative<io::points15_config>(io::parse_model_config(p.dump(), "m.json")));
-  REQUIRE_CONFIG_ERROR(io::parse_model_config(R"({"model_type": "llama"})", "m.json"),
+  REQUIRE_TESSERA_ERROR(io::parse_model_config(R"({"model_type": "llama"})", "m.json"),
                        "field 'model_type': 'llama' is not supported; tessera reads 'qwen2'");
-  REQUIRE_CONFIG_ERROR(io::parse_model_config(R"({"architectures": ["MistralForCausalLM"]})", "m.json"),
+  REQUIRE_TESSERA_ERROR(io::parse_model_config(R"({"architectures": ["MistralForCausalLM"]})", "m.json"),
                        "field 'model_type': is missing and architectures ['MistralForCausalLM']");
-  REQUIRE_CONFIG_ERROR(io::parse_model_config(R"({"model_type": ["qwen2"]})", "m.json"), "must be a string");
+  REQUIRE_TESSERA_ERROR(io::parse_model_config(R"({"model_type": ["qwen2"]})", "m.json"), "must be a string");
   // Qwen2-VL's language model uses M-RoPE: not a Qwen2 decoder.
-  REQUIRE_CONFIG_ERROR(io::parse_qwen2_config(R"({"model_type": "qwen2_vl"})", "m.json"), "'qwen2_vl' is not supported");
+  REQUIRE_TESSERA_ERROR(io::parse_qwen2_config(R"({"model_type": "qwen2_vl"})", "m.json"), "'qwen2_vl' is not supported");
 }
 
 TEST_CASE("config files: a file, a directory with config.json, and file errors", "[io][config][unit]") {
@@ -571,15 +546,15 @@ TEST_CASE("config files: a file, a directory with config.json, and file errors",
   CHECK(io::read_qwen2_vl_vision_config(dir.path() / "vision.json").depth == 32);
 
   write_text(dir.path() / "bad.json", R"({"num_attention_heads": 5})");
-  REQUIRE_CONFIG_ERROR(io::read_qwen2_config(dir.path() / "bad.json"), "bad.json': field 'num_attention_heads'");
-  REQUIRE_CONFIG_ERROR(io::read_qwen2_config(dir.path() / "missing.json"), "missing.json': no such file");
+  REQUIRE_TESSERA_ERROR(io::read_qwen2_config(dir.path() / "bad.json"), "bad.json': field 'num_attention_heads'");
+  REQUIRE_TESSERA_ERROR(io::read_qwen2_config(dir.path() / "missing.json"), "missing.json': no such file");
   fs::create_directories(dir.path() / "empty_dir");
-  REQUIRE_CONFIG_ERROR(io::read_qwen2_config(dir.path() / "empty_dir"), "empty_dir/config.json': no such file");
+  REQUIRE_TESSERA_ERROR(io::read_qwen2_config(dir.path() / "empty_dir"), "empty_dir/config.json': no such file");
   {
     std::ofstream big(dir.path() / "big.json", std::ios::binary);
   }
   fs::resize_file(dir.path() / "big.json", std::uintmax_t{64} << 20);  // sparse: nothing is written
-  REQUIRE_CONFIG_ERROR(io::read_qwen2_config(dir.path() / "big.json"), "limit for a config file");
+  REQUIRE_TESSERA_ERROR(io::read_qwen2_config(dir.path() / "big.json"), "limit for a config file");
 }
 
 TEST_CASE("config parsers: random mutations give a result or a tessera::error, nothing else", "[io][config][unit]") {

@@ -2,6 +2,8 @@
 // Tests for tessera/io/safetensors.hpp: writer round trips of every dtype, byte-identity with the
 // reference writer's published test vectors, typed views, exact conversion to f32, sharded
 // checkpoints, one test per malformation (files built byte by byte), and a header mutation sweep.
+#include "common/temp_dir.hpp"
+
 #include <tessera/io/safetensors.hpp>
 
 #include <catch2/catch_test_macros.hpp>
@@ -33,41 +35,9 @@ using tessera::bf16;
 using tessera::dtype;
 using tessera::f16;
 using tessera::index_t;
-
-// Both the exception type and a key fact of the message (evaluates `expr` twice).
-#define REQUIRE_IO_ERROR(expr, text)                       \
-  do {                                                     \
-    REQUIRE_THROWS_AS(expr, tessera::error);               \
-    REQUIRE_THROWS_WITH(expr, ContainsSubstring(text));    \
-  } while (0)
+using tessera::test::temp_dir;
 
 namespace {
-
-/// A fresh directory under the system temp directory, removed with its contents at scope exit.
-class temp_dir {
- public:
-  temp_dir() {
-    static std::atomic<unsigned> counter{0};
-    std::random_device rd;
-    path_ = fs::temp_directory_path() / ("tessera-io-test-" + std::to_string(::getpid()) + "-" +
-                                         std::to_string(counter++) + "-" + std::to_string(rd()));
-    fs::create_directories(path_);
-  }
-  temp_dir(temp_dir const&) = delete;
-  temp_dir& operator=(temp_dir const&) = delete;
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  [[nodiscard]] fs::path const& path() const noexcept { return path_; }
-  [[nodiscard]] fs::path operator/(std::string const& name) const { return path_ / name; }
-  [[nodiscard]] std::size_t n_entries() const {
-    return static_cast<std::size_t>(std::distance(fs::directory_iterator(path_), fs::directory_iterator{}));
-  }
-
- private:
-  fs::path path_;
-};
 
 std::string le64(std::uint64_t n) {
   std::string s(8, '\0');
@@ -255,7 +225,7 @@ TEST_CASE("safetensors writer takes contiguous tensor_views", "[io][safetensors]
   CHECK(f.to_float("v") == data);
 
   tessera::tensor_view<float, 2> const strided(data.data(), {2, 2}, {3, 1});  // not contiguous
-  REQUIRE_IO_ERROR((void)io::make_entry("s", strided), "not contiguous");
+  REQUIRE_TESSERA_ERROR((void)io::make_entry("s", strided), "not contiguous");
 }
 
 TEST_CASE("safetensors metadata round-trips and is omitted when empty", "[io][safetensors][unit]") {
@@ -279,35 +249,35 @@ TEST_CASE("safetensors writer refuses invalid entries and leaves no file behind"
   fs::path const p = dir / "bad.safetensors";
 
   SECTION("duplicate names, same dtype") {
-    REQUIRE_IO_ERROR(io::save_safetensors(p, {io::make_entry("w", {2}, x), io::make_entry("w", {2}, x)}),
+    REQUIRE_TESSERA_ERROR(io::save_safetensors(p, {io::make_entry("w", {2}, x), io::make_entry("w", {2}, x)}),
                      "'w' appears twice");
   }
   SECTION("duplicate names, different dtypes") {
-    REQUIRE_IO_ERROR(io::save_safetensors(p, {io::make_entry("w", {2}, x), io::make_entry("v", {2}, y),
+    REQUIRE_TESSERA_ERROR(io::save_safetensors(p, {io::make_entry("w", {2}, x), io::make_entry("v", {2}, y),
                                               io::make_entry("w", {2}, y)}),
                      "'w' appears twice");
   }
   SECTION("byte count does not match the shape") {
-    REQUIRE_IO_ERROR(io::save_safetensors(p, {io::make_entry("w", {3}, x)}), "has 8 bytes but F32 with shape [3]");
-    REQUIRE_IO_ERROR(io::save_safetensors(p, {io::tensor_entry{"w", dtype::f64, {2}, std::as_bytes(std::span(x))}}),
+    REQUIRE_TESSERA_ERROR(io::save_safetensors(p, {io::make_entry("w", {3}, x)}), "has 8 bytes but F32 with shape [3]");
+    REQUIRE_TESSERA_ERROR(io::save_safetensors(p, {io::tensor_entry{"w", dtype::f64, {2}, std::as_bytes(std::span(x))}}),
                      "needs 2 x 8");
   }
   SECTION("negative dimension") {
-    REQUIRE_IO_ERROR(io::save_safetensors(p, {io::make_entry("w", {-1, -2}, x)}), "negative dimension");
+    REQUIRE_TESSERA_ERROR(io::save_safetensors(p, {io::make_entry("w", {-1, -2}, x)}), "negative dimension");
   }
   SECTION("shape product overflow") {
     index_t const big = index_t{1} << 40;
-    REQUIRE_IO_ERROR(io::save_safetensors(p, {io::make_entry("w", {big, big}, x)}), "overflows");
+    REQUIRE_TESSERA_ERROR(io::save_safetensors(p, {io::make_entry("w", {big, big}, x)}), "overflows");
   }
   SECTION("reserved name") {
-    REQUIRE_IO_ERROR(io::save_safetensors(p, {io::make_entry("__metadata__", {2}, x)}), "reserved");
+    REQUIRE_TESSERA_ERROR(io::save_safetensors(p, {io::make_entry("__metadata__", {2}, x)}), "reserved");
   }
   SECTION("name or metadata that is not UTF-8") {
-    REQUIRE_IO_ERROR(io::save_safetensors(p, {io::make_entry("bad\xff", {2}, x)}), "not valid UTF-8");
-    REQUIRE_IO_ERROR(io::save_safetensors(p, {io::make_entry("w", {2}, x)}, {{"k", "\xc3"}}), "not valid UTF-8");
+    REQUIRE_TESSERA_ERROR(io::save_safetensors(p, {io::make_entry("bad\xff", {2}, x)}), "not valid UTF-8");
+    REQUIRE_TESSERA_ERROR(io::save_safetensors(p, {io::make_entry("w", {2}, x)}, {{"k", "\xc3"}}), "not valid UTF-8");
   }
   SECTION("directory that does not exist") {
-    REQUIRE_IO_ERROR(io::save_safetensors(dir / "no/such/dir/w.safetensors", {io::make_entry("w", {2}, x)}),
+    REQUIRE_TESSERA_ERROR(io::save_safetensors(dir / "no/such/dir/w.safetensors", {io::make_entry("w", {2}, x)}),
                      "cannot create");
   }
   CHECK(dir.n_entries() == 0);  // neither the target nor a temporary was left behind
@@ -343,7 +313,7 @@ TEST_CASE("safetensors views check dtype, rank and alignment", "[io][safetensors
                            le_bytes(std::vector<std::uint16_t>{0x3F80}) + le_bytes(std::vector<float>{7.f});
   io::safetensors_file const f = open_bytes(dir, raw_file(header, data));
 
-  REQUIRE_IO_ERROR(((void)f.view<float, 1>("w")), "not aligned for F32");
+  REQUIRE_TESSERA_ERROR(((void)f.view<float, 1>("w")), "not aligned for F32");
   CHECK(f.to_float("w") == std::vector<float>{1.5f, -3.f});  // conversion copies: fine unaligned
   std::vector<float> w(2);
   f.copy_to("w", std::span<float>(w));
@@ -351,13 +321,13 @@ TEST_CASE("safetensors views check dtype, rank and alignment", "[io][safetensors
   CHECK(to_vector(f.view<std::uint8_t, 1>("a")) == std::vector<std::uint8_t>{1, 2});
   CHECK(f.view<bf16, 1>("h")(0) == bf16::from_bits(0x3F80));  // offset 10: 2-aligned
 
-  REQUIRE_IO_ERROR(((void)f.view<bf16, 1>("w")), "is F32, a view of BF16 was requested");
-  REQUIRE_IO_ERROR(((void)f.view<std::uint8_t, 2>("a")), "has rank 1");
-  REQUIRE_IO_ERROR(((void)f.view<float, 1>("s")), "has rank 0");
+  REQUIRE_TESSERA_ERROR(((void)f.view<bf16, 1>("w")), "is F32, a view of BF16 was requested");
+  REQUIRE_TESSERA_ERROR(((void)f.view<std::uint8_t, 2>("a")), "has rank 1");
+  REQUIRE_TESSERA_ERROR(((void)f.view<float, 1>("s")), "has rank 0");
   std::vector<std::int8_t> wrong(2);
-  REQUIRE_IO_ERROR(f.copy_to("a", std::span<std::int8_t>(wrong)), "copy_to<I8>");
+  REQUIRE_TESSERA_ERROR(f.copy_to("a", std::span<std::int8_t>(wrong)), "copy_to<I8>");
   std::vector<std::uint8_t> small(1);
-  REQUIRE_IO_ERROR(f.copy_to("a", std::span<std::uint8_t>(small)), "the output holds 1");
+  REQUIRE_TESSERA_ERROR(f.copy_to("a", std::span<std::uint8_t>(small)), "the output holds 1");
 }
 
 TEST_CASE("safetensors bool views accept only bytes 0 and 1", "[io][safetensors][unit]") {
@@ -367,9 +337,9 @@ TEST_CASE("safetensors bool views accept only bytes 0 and 1", "[io][safetensors]
   CHECK(ok.view<bool, 1>("m")(2));
 
   io::safetensors_file const bad = open_bytes(dir, raw_file(header, std::string("\x01\x02\x01", 3)));
-  REQUIRE_IO_ERROR(((void)bad.view<bool, 1>("m")), "holds byte 2 at element 1");
+  REQUIRE_TESSERA_ERROR(((void)bad.view<bool, 1>("m")), "holds byte 2 at element 1");
   std::array<bool, 3> out{};
-  REQUIRE_IO_ERROR(bad.copy_to("m", std::span<bool>(out)), "only 0 and 1");
+  REQUIRE_TESSERA_ERROR(bad.copy_to("m", std::span<bool>(out)), "only 0 and 1");
   CHECK(bad.bytes("m").size() == 3);  // raw bytes stay available
 }
 
@@ -402,8 +372,8 @@ TEST_CASE("safetensors to_float converts bf16, f16 and f64 exactly", "[io][safet
   std::vector<float> out(8, -1.f);
   f.read_as_float("hf", out);
   same_bits(out, hf_want);
-  REQUIRE_IO_ERROR(f.read_as_float("hf", std::span<float>(out).first(7)), "has 8 elements");
-  REQUIRE_IO_ERROR((void)f.to_float("i"), "only F32, F64, BF16 and F16");
+  REQUIRE_TESSERA_ERROR(f.read_as_float("hf", std::span<float>(out).first(7)), "has 8 elements");
+  REQUIRE_TESSERA_ERROR((void)f.to_float("i"), "only F32, F64, BF16 and F16");
 }
 
 // ---- malformed files: each is a tessera::error naming the problem ---------------------------
@@ -412,202 +382,202 @@ TEST_CASE("safetensors rejects a file shorter than 8 bytes", "[io][safetensors][
   temp_dir dir;
   for (std::size_t n : {0, 1, 7}) {
     INFO(n << " bytes");
-    REQUIRE_IO_ERROR(open_bytes(dir, std::string(n, '\0')), "shorter than the 8-byte header length");
+    REQUIRE_TESSERA_ERROR(open_bytes(dir, std::string(n, '\0')), "shorter than the 8-byte header length");
   }
 }
 
 TEST_CASE("safetensors rejects a header length beyond the file size", "[io][safetensors][unit]") {
   temp_dir dir;
-  REQUIRE_IO_ERROR(open_bytes(dir, le64(100) + "{}"), "header length 100 runs past the end of the file (10 bytes)");
-  REQUIRE_IO_ERROR(open_bytes(dir, le64(3) + "{}"), "runs past the end");
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, le64(100) + "{}"), "header length 100 runs past the end of the file (10 bytes)");
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, le64(3) + "{}"), "runs past the end");
 }
 
 TEST_CASE("safetensors rejects an absurd header length", "[io][safetensors][unit]") {
   temp_dir dir;
-  REQUIRE_IO_ERROR(open_bytes(dir, le64(200'000'000) + "{}"), "exceeds the limit of 100000000 bytes");
-  REQUIRE_IO_ERROR(open_bytes(dir, le64(std::numeric_limits<std::uint64_t>::max()) + "{}"), "exceeds the limit");
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, le64(200'000'000) + "{}"), "exceeds the limit of 100000000 bytes");
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, le64(std::numeric_limits<std::uint64_t>::max()) + "{}"), "exceeds the limit");
 }
 
 TEST_CASE("safetensors rejects a header that is not valid JSON", "[io][safetensors][unit]") {
   temp_dir dir;
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file("{\"a\": ")), "invalid JSON");
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file(std::string("{}\0\0", 4))), "NUL byte at offset 2");  // NUL padding
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file(std::string("{}\0{\"a\":1}", 10))), "invalid JSON");
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file("{\"\xff\":1}")), "invalid JSON");             // ill-formed UTF-8
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file("")), "invalid JSON");
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file("{} {}")), "invalid JSON");
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file("{\"a\": ")), "t.safetensors");  // the message names the file
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file("{\"a\": ")), "invalid JSON");
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file(std::string("{}\0\0", 4))), "NUL byte at offset 2");  // NUL padding
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file(std::string("{}\0{\"a\":1}", 10))), "invalid JSON");
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file("{\"\xff\":1}")), "invalid JSON");             // ill-formed UTF-8
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file("")), "invalid JSON");
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file("{} {}")), "invalid JSON");
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file("{\"a\": ")), "t.safetensors");  // the message names the file
 }
 
 TEST_CASE("safetensors rejects a header that is not a JSON object", "[io][safetensors][unit]") {
   temp_dir dir;
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file("[1,2]")), "header must be a JSON object, got a JSON array");
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file("42")), "must be a JSON object, got 42");
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file("\"x\"")), "must be a JSON object");
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file("[1,2]")), "header must be a JSON object, got a JSON array");
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file("42")), "must be a JSON object, got 42");
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file("\"x\"")), "must be a JSON object");
 }
 
 TEST_CASE("safetensors rejects deeply nested JSON", "[io][safetensors][unit]") {
   temp_dir dir;
   std::string const deep = "{\"__metadata__\":" + std::string(200, '[') + std::string(200, ']') + "}";
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file(deep)), "nests deeper than 64");
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file(deep)), "nests deeper than 64");
 }
 
 TEST_CASE("safetensors rejects entries with missing fields", "[io][safetensors][unit]") {
   temp_dir dir;
   std::string const data(8, '\0');
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file(R"({"w":{"shape":[2],"data_offsets":[0,8]}})", data)),
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file(R"({"w":{"shape":[2],"data_offsets":[0,8]}})", data)),
                    "tensor 'w': missing field 'dtype'");
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file(R"({"w":{"dtype":"F32","data_offsets":[0,8]}})", data)),
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file(R"({"w":{"dtype":"F32","data_offsets":[0,8]}})", data)),
                    "missing field 'shape'");
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file(R"({"w":{"dtype":"F32","shape":[2]}})", data)),
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file(R"({"w":{"dtype":"F32","shape":[2]}})", data)),
                    "missing field 'data_offsets'");
 }
 
 TEST_CASE("safetensors rejects entries with wrong JSON types", "[io][safetensors][unit]") {
   temp_dir dir;
   std::string const data(8, '\0');
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file(R"({"w":5})", data)), "entry must be a JSON object");
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file(R"({"w":[]})", data)), "entry must be a JSON object");
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file(R"({"w":{"dtype":5,"shape":[2],"data_offsets":[0,8]}})", data)),
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file(R"({"w":5})", data)), "entry must be a JSON object");
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file(R"({"w":[]})", data)), "entry must be a JSON object");
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file(R"({"w":{"dtype":5,"shape":[2],"data_offsets":[0,8]}})", data)),
                    "field 'dtype' must be a string, got 5");
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file(R"({"w":{"dtype":"F32","shape":"2","data_offsets":[0,8]}})", data)),
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file(R"({"w":{"dtype":"F32","shape":"2","data_offsets":[0,8]}})", data)),
                    "field 'shape' must be an array");
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0]}})", data)),
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0]}})", data)),
                    "'data_offsets' must be an array [begin, end] of two non-negative integers, got an array of 1");
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8,16]}})", data)),
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8,16]}})", data)),
                    "got an array of 3");
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":{"b":0}}})", data)),
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":{"b":0}}})", data)),
                    "got a JSON object");
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,"8"]}})", data)),
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,"8"]}})", data)),
                    "must be non-negative integers");
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[-8,0]}})", data)),
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[-8,0]}})", data)),
                    "must be non-negative integers");
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0.0,8]}})", data)),
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0.0,8]}})", data)),
                    "must be non-negative integers");
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file(R"({"__metadata__":["a"]})")), "__metadata__ must be a JSON object");
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file(R"({"__metadata__":{"epoch":3}})")),
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file(R"({"__metadata__":["a"]})")), "__metadata__ must be a JSON object");
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file(R"({"__metadata__":{"epoch":3}})")),
                    "__metadata__ value of 'epoch' must be a string, got 3");
 }
 
 TEST_CASE("safetensors rejects an unknown dtype and names it", "[io][safetensors][unit]") {
   temp_dir dir;
   std::string const data(8, '\0');
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file("{" + entry("w", "F8_E4M3", "[8]", "[0,8]") + "}", data)),
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file("{" + entry("w", "F8_E4M3", "[8]", "[0,8]") + "}", data)),
                    "dtype 'F8_E4M3' is not supported");
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file("{" + entry("w", "float32", "[2]", "[0,8]") + "}", data)),
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file("{" + entry("w", "float32", "[2]", "[0,8]") + "}", data)),
                    "tensor 'w': dtype 'float32'");
 }
 
 TEST_CASE("safetensors rejects negative or non-integer dimensions", "[io][safetensors][unit]") {
   temp_dir dir;
   std::string const data(8, '\0');
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file("{" + entry("w", "F32", "[-2]", "[0,8]") + "}", data)),
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file("{" + entry("w", "F32", "[-2]", "[0,8]") + "}", data)),
                    "shape[0] is -2");
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file("{" + entry("w", "F32", "[2,1.5]", "[0,8]") + "}", data)),
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file("{" + entry("w", "F32", "[2,1.5]", "[0,8]") + "}", data)),
                    "shape[1] is 1.5");
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file("{" + entry("w", "F32", "[\"2\"]", "[0,8]") + "}", data)),
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file("{" + entry("w", "F32", "[\"2\"]", "[0,8]") + "}", data)),
                    "shape[0] is '2'");
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file("{" + entry("w", "F32", "[null]", "[0,8]") + "}", data)),
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file("{" + entry("w", "F32", "[null]", "[0,8]") + "}", data)),
                    "dimensions must be non-negative integers");
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file("{" + entry("w", "F32", "[9223372036854775808]", "[0,8]") + "}", data)),
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file("{" + entry("w", "F32", "[9223372036854775808]", "[0,8]") + "}", data)),
                    "below 2^63");
 }
 
 TEST_CASE("safetensors rejects a shape whose size overflows", "[io][safetensors][unit]") {
   temp_dir dir;
   std::string const data(8, '\0');
-  REQUIRE_IO_ERROR(
+  REQUIRE_TESSERA_ERROR(
       open_bytes(dir, raw_file("{" + entry("w", "F32", "[4294967296,4294967296,4]", "[0,8]") + "}", data)),
       "shape product overflows");
   // Overflows before the 0, as the reference's checked_mul does.
-  REQUIRE_IO_ERROR(
+  REQUIRE_TESSERA_ERROR(
       open_bytes(dir, raw_file("{" + entry("w", "F32", "[4294967296,4294967296,0]", "[0,0]") + "}")),
       "shape product overflows");
   // 2^62 elements fit an index, 2^62 * 8 bytes do not.
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file("{" + entry("w", "F64", "[4611686018427387904]", "[0,8]") + "}", data)),
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file("{" + entry("w", "F64", "[4611686018427387904]", "[0,8]") + "}", data)),
                    "size overflows");
 }
 
 TEST_CASE("safetensors rejects data_offsets beyond the data region", "[io][safetensors][unit]") {
   temp_dir dir;
   std::string const data(8, '\0');
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file("{" + entry("w", "F32", "[250]", "[0,1000]") + "}", data)),
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file("{" + entry("w", "F32", "[250]", "[0,1000]") + "}", data)),
                    "data_offsets [0, 1000] run past the end of the data region (8 bytes)");
-  REQUIRE_IO_ERROR(
+  REQUIRE_TESSERA_ERROR(
       open_bytes(dir, raw_file("{" + entry("w", "U8", "[2]", "[18446744073709551614,18446744073709551615]") + "}", data)),
       "run past the end of the data region");
 }
 
 TEST_CASE("safetensors rejects data_offsets with begin > end", "[io][safetensors][unit]") {
   temp_dir dir;
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file("{" + entry("w", "F32", "[2]", "[8,0]") + "}", std::string(8, '\0'))),
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file("{" + entry("w", "F32", "[2]", "[8,0]") + "}", std::string(8, '\0'))),
                    "data_offsets [8, 0] have begin > end");
 }
 
 TEST_CASE("safetensors rejects a byte count that does not match shape and dtype", "[io][safetensors][unit]") {
   temp_dir dir;
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file("{" + entry("w", "F32", "[2]", "[0,4]") + "}", std::string(4, '\0'))),
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file("{" + entry("w", "F32", "[2]", "[0,4]") + "}", std::string(4, '\0'))),
                    "hold 4 bytes but dtype F32 with shape [2] needs 8");
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file("{" + entry("w", "BF16", "[]", "[0,4]") + "}", std::string(4, '\0'))),
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file("{" + entry("w", "BF16", "[]", "[0,4]") + "}", std::string(4, '\0'))),
                    "with shape [] needs 2");
 }
 
 TEST_CASE("safetensors rejects overlapping tensors", "[io][safetensors][unit]") {
   temp_dir dir;
   std::string const h1 = "{" + entry("a", "F32", "[2]", "[0,8]") + "," + entry("b", "F32", "[2]", "[4,12]") + "}";
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file(h1, std::string(12, '\0'))),
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file(h1, std::string(12, '\0'))),
                    "tensor 'b' at bytes [4, 12) overlaps tensor 'a' at [0, 8)");
   std::string const h2 = "{" + entry("a", "F32", "[2]", "[0,8]") + "," + entry("b", "I32", "[2]", "[0,8]") + "}";
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file(h2, std::string(8, '\0'))), "overlaps");
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file(h2, std::string(8, '\0'))), "overlaps");
   // An empty tensor inside another one: the reference rejects it too.
   std::string const h3 = "{" + entry("a", "F32", "[2]", "[0,8]") + "," + entry("e", "F32", "[0]", "[4,4]") + "}";
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file(h3, std::string(8, '\0'))), "tensor 'e' at bytes [4, 4) overlaps");
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file(h3, std::string(8, '\0'))), "tensor 'e' at bytes [4, 4) overlaps");
 }
 
 TEST_CASE("safetensors rejects holes in the data region", "[io][safetensors][unit]") {
   temp_dir dir;
   std::string const h1 = "{" + entry("a", "F32", "[1]", "[0,4]") + "," + entry("b", "F32", "[1]", "[8,12]") + "}";
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file(h1, std::string(12, '\0'))),
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file(h1, std::string(12, '\0'))),
                    "bytes [4, 8) of the data region belong to no tensor (a hole before tensor 'b')");
   std::string const h2 = "{" + entry("a", "F32", "[1]", "[4,8]") + "}";
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file(h2, std::string(8, '\0'))), "bytes [0, 4) of the data region");
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file(h2, std::string(8, '\0'))), "bytes [0, 4) of the data region");
 }
 
 TEST_CASE("safetensors rejects trailing bytes after the last tensor", "[io][safetensors][unit]") {
   temp_dir dir;
   std::string const h = "{" + entry("a", "F32", "[1]", "[0,4]") + "}";
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file(h, std::string(8, '\0'))),
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file(h, std::string(8, '\0'))),
                    "the data region has 8 bytes but the tensors cover only 4");
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file("{}", "x")), "has 1 bytes but the tensors cover only 0");
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file("{}", "x")), "has 1 bytes but the tensors cover only 0");
 }
 
 TEST_CASE("safetensors rejects duplicate names and duplicate fields", "[io][safetensors][unit]") {
   temp_dir dir;
   std::string const data(8, '\0');
   std::string const h1 = "{" + entry("a", "F32", "[1]", "[0,4]") + "," + entry("a", "F32", "[1]", "[4,8]") + "}";
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file(h1, data)), "duplicate key 'a'");
-  REQUIRE_IO_ERROR(
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file(h1, data)), "duplicate key 'a'");
+  REQUIRE_TESSERA_ERROR(
       open_bytes(dir, raw_file(R"({"a":{"dtype":"F32","dtype":"I32","shape":[2],"data_offsets":[0,8]}})", data)),
       "duplicate key 'dtype'");
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file(R"({"__metadata__":{"k":"1","k":"2"}})")), "duplicate key 'k'");
-  REQUIRE_IO_ERROR(open_bytes(dir, raw_file(R"({"__metadata__":{},"__metadata__":{}})")),
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file(R"({"__metadata__":{"k":"1","k":"2"}})")), "duplicate key 'k'");
+  REQUIRE_TESSERA_ERROR(open_bytes(dir, raw_file(R"({"__metadata__":{},"__metadata__":{}})")),
                    "duplicate key '__metadata__'");
 }
 
 TEST_CASE("safetensors lookups of absent names name the tensor", "[io][safetensors][unit]") {
   temp_dir dir;
   io::safetensors_file const f = open_bytes(dir, raw_file("{" + entry("a", "F32", "[1]", "[0,4]") + "}", "abcd"));
-  REQUIRE_IO_ERROR((void)f.info("nope"), "no tensor named 'nope' (the file has 1 tensors)");
-  REQUIRE_IO_ERROR((void)f.bytes("nope"), "'nope'");
-  REQUIRE_IO_ERROR(((void)f.view<float, 1>("nope")), "'nope'");
-  REQUIRE_IO_ERROR((void)f.to_float("nope"), "'nope'");
-  REQUIRE_IO_ERROR((void)f.info(std::string("bad\x1b[31m", 8)), "'bad\\x1b[31m'");  // control bytes escaped
+  REQUIRE_TESSERA_ERROR((void)f.info("nope"), "no tensor named 'nope' (the file has 1 tensors)");
+  REQUIRE_TESSERA_ERROR((void)f.bytes("nope"), "'nope'");
+  REQUIRE_TESSERA_ERROR(((void)f.view<float, 1>("nope")), "'nope'");
+  REQUIRE_TESSERA_ERROR((void)f.to_float("nope"), "'nope'");
+  REQUIRE_TESSERA_ERROR((void)f.info(std::string("bad\x1b[31m", 8)), "'bad\\x1b[31m'");  // control bytes escaped
 }
 
 TEST_CASE("safetensors rejects paths that are not readable files", "[io][safetensors][unit]") {
   temp_dir dir;
-  REQUIRE_IO_ERROR(io::safetensors_file(dir / "missing.safetensors"), "cannot open");
-  REQUIRE_IO_ERROR(io::safetensors_file(dir.path()), "is not a regular file");
+  REQUIRE_TESSERA_ERROR(io::safetensors_file(dir / "missing.safetensors"), "cannot open");
+  REQUIRE_TESSERA_ERROR(io::safetensors_file(dir.path()), "is not a regular file");
 }
 
 TEST_CASE("safetensors accepts what the reference accepts", "[io][safetensors][unit]") {
@@ -682,8 +652,8 @@ TEST_CASE("checkpoint reads a sharded index round trip", "[io][safetensors][chec
     CHECK(step == 7);
     CHECK(ck.info("step").type == dtype::i64);
     CHECK(ck.bytes("step").size() == 8);
-    REQUIRE_IO_ERROR((void)ck.info("layer.1.weight"), "no tensor named 'layer.1.weight'");
-    REQUIRE_IO_ERROR((void)ck.shard(2), "shard 2 of 2");
+    REQUIRE_TESSERA_ERROR((void)ck.info("layer.1.weight"), "no tensor named 'layer.1.weight'");
+    REQUIRE_TESSERA_ERROR((void)ck.shard(2), "shard 2 of 2");
   }
 }
 
@@ -700,7 +670,7 @@ TEST_CASE("checkpoint opens a single file and a directory holding model.safetens
     CHECK(ck.to_float("a") == a);
   }
   temp_dir empty;
-  REQUIRE_IO_ERROR(io::checkpoint(empty.path()), "has neither model.safetensors.index.json nor model.safetensors");
+  REQUIRE_TESSERA_ERROR(io::checkpoint(empty.path()), "has neither model.safetensors.index.json nor model.safetensors");
 }
 
 TEST_CASE("checkpoint rejects a weight_map naming a missing shard", "[io][safetensors][checkpoint][unit]") {
@@ -708,9 +678,9 @@ TEST_CASE("checkpoint rejects a weight_map naming a missing shard", "[io][safete
   nlohmann::json wm = good_weight_map;
   wm["extra"] = "model-00003-of-00002.safetensors";
   write_two_shards(dir, wm);
-  REQUIRE_IO_ERROR(io::checkpoint(dir.path()),
+  REQUIRE_TESSERA_ERROR(io::checkpoint(dir.path()),
                    "tensor 'extra' is mapped to shard 'model-00003-of-00002.safetensors', but");
-  REQUIRE_IO_ERROR(io::checkpoint(dir.path()), "does not exist");
+  REQUIRE_TESSERA_ERROR(io::checkpoint(dir.path()), "does not exist");
 }
 
 TEST_CASE("checkpoint rejects a listed tensor absent from its shard", "[io][safetensors][checkpoint][unit]") {
@@ -718,7 +688,7 @@ TEST_CASE("checkpoint rejects a listed tensor absent from its shard", "[io][safe
   nlohmann::json wm = good_weight_map;
   wm["step"] = "model-00001-of-00002.safetensors";  // step lives in shard 2
   write_two_shards(dir, wm);
-  REQUIRE_IO_ERROR(io::checkpoint(dir.path()),
+  REQUIRE_TESSERA_ERROR(io::checkpoint(dir.path()),
                    "lists tensor 'step' in shard 'model-00001-of-00002.safetensors', which has no such tensor");
 }
 
@@ -728,7 +698,7 @@ TEST_CASE("checkpoint rejects a tensor stored in two shards", "[io][safetensors]
   std::vector<std::int64_t> const c{8};
   io::save_safetensors(dir / "model-00002-of-00002.safetensors",
                        {io::make_entry("step", {1}, c), io::make_entry("layer.0.bias", {1}, c)});
-  REQUIRE_IO_ERROR(io::checkpoint(dir.path()), "tensor 'layer.0.bias' is stored in two shards");
+  REQUIRE_TESSERA_ERROR(io::checkpoint(dir.path()), "tensor 'layer.0.bias' is stored in two shards");
 }
 
 TEST_CASE("checkpoint rejects shard paths escaping the directory", "[io][safetensors][checkpoint][unit]") {
@@ -741,7 +711,7 @@ TEST_CASE("checkpoint rejects shard paths escaping the directory", "[io][safeten
     nlohmann::json wm = good_weight_map;
     wm["escape"] = shard;
     write_two_shards(dir, wm);
-    REQUIRE_IO_ERROR(io::checkpoint(dir.path()), "which is not a relative path inside the checkpoint directory");
+    REQUIRE_TESSERA_ERROR(io::checkpoint(dir.path()), "which is not a relative path inside the checkpoint directory");
   }
 }
 
@@ -750,21 +720,21 @@ TEST_CASE("checkpoint rejects malformed index files", "[io][safetensors][checkpo
   write_two_shards(dir, good_weight_map);
   fs::path const index = dir / "model.safetensors.index.json";
   write_bytes(index, R"({"metadata":{}})");
-  REQUIRE_IO_ERROR(io::checkpoint(dir.path()), "missing 'weight_map'");
+  REQUIRE_TESSERA_ERROR(io::checkpoint(dir.path()), "missing 'weight_map'");
   write_bytes(index, R"({"weight_map":["a"]})");
-  REQUIRE_IO_ERROR(io::checkpoint(dir.path()), "'weight_map' must be a JSON object");
+  REQUIRE_TESSERA_ERROR(io::checkpoint(dir.path()), "'weight_map' must be a JSON object");
   write_bytes(index, R"({"weight_map":{"step":2}})");
-  REQUIRE_IO_ERROR(io::checkpoint(dir.path()), "weight_map value of tensor 'step' must be a shard file name, got 2");
+  REQUIRE_TESSERA_ERROR(io::checkpoint(dir.path()), "weight_map value of tensor 'step' must be a shard file name, got 2");
   write_bytes(index, R"({"weight_map":{"step":"model-00002-of-00002.safetensors",)"
                      R"("step":"model-00001-of-00002.safetensors"}})");
-  REQUIRE_IO_ERROR(io::checkpoint(dir.path()), "duplicate key 'step'");
+  REQUIRE_TESSERA_ERROR(io::checkpoint(dir.path()), "duplicate key 'step'");
   write_bytes(index, R"({"metadata":"x","weight_map":{}})");
-  REQUIRE_IO_ERROR(io::checkpoint(dir.path()), "'metadata' must be a JSON object");
+  REQUIRE_TESSERA_ERROR(io::checkpoint(dir.path()), "'metadata' must be a JSON object");
   write_bytes(index, R"({"weight_map":{})");
-  REQUIRE_IO_ERROR(io::checkpoint(dir.path()), "invalid JSON");
-  REQUIRE_IO_ERROR(io::checkpoint(dir.path()), "model.safetensors.index.json");
+  REQUIRE_TESSERA_ERROR(io::checkpoint(dir.path()), "invalid JSON");
+  REQUIRE_TESSERA_ERROR(io::checkpoint(dir.path()), "model.safetensors.index.json");
   write_bytes(index, "[]");
-  REQUIRE_IO_ERROR(io::checkpoint(dir.path()), "must be a JSON object");
+  REQUIRE_TESSERA_ERROR(io::checkpoint(dir.path()), "must be a JSON object");
 }
 
 // ---- mutation sweep -------------------------------------------------------------------------

@@ -4,6 +4,8 @@
 // layout, zero-copy pointers into the mapping, dtype conversion on request, tied heads, known-unused
 // tensors, naming detection, and one test per refusal (missing, extra, misshaped, mistyped,
 // misaligned). Checkpoints saved by the reference code are in tests/golden/test_golden_config.cpp.
+#include "common/temp_dir.hpp"
+
 #include <tessera/io/weight_map.hpp>
 
 #include <catch2/catch_test_macros.hpp>
@@ -28,34 +30,9 @@ using tessera::bf16;
 using tessera::dtype;
 using tessera::f16;
 using tessera::index_t;
-
-#define REQUIRE_MAP_ERROR(expr, text)                    \
-  do {                                                   \
-    REQUIRE_THROWS_AS(expr, tessera::error);             \
-    REQUIRE_THROWS_WITH(expr, ContainsSubstring(text));  \
-  } while (0)
+using tessera::test::temp_dir;
 
 namespace {
-
-class temp_dir {
- public:
-  temp_dir() {
-    static std::atomic<unsigned> counter{0};
-    path_ = fs::temp_directory_path() /
-            ("tessera-weight-map-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    fs::create_directories(path_);
-  }
-  temp_dir(temp_dir const&) = delete;
-  temp_dir& operator=(temp_dir const&) = delete;
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  [[nodiscard]] fs::path const& path() const noexcept { return path_; }
-
- private:
-  fs::path path_;
-};
 
 /// Element i of the tensor with id `id`: a small integer, exact in bf16, f16 and f32, and
 /// different for every (tensor, element) pair that a mix-up could confuse.
@@ -365,7 +342,7 @@ TEST_CASE("weight map: dtype conversion only on request, into owned buffers", "[
   io::decoder_config const c = tiny_decoder(io::decoder_flavour::custom_llama);
   {
     io::weight_binder b(ck);
-    REQUIRE_MAP_ERROR((void)io::bind_decoder<bf16>(b, c),
+    REQUIRE_TESSERA_ERROR((void)io::bind_decoder<bf16>(b, c),
                       "tensor 'llm.lm.final_layer_norm.weight' (final norm weight [d_model] (points_custom_llama "
                       "naming)) is F32, weights of BF16 were requested; dtype_policy::convert");
   }
@@ -422,7 +399,7 @@ TEST_CASE("weight map: missing, misshaped and non-float tensors are named", "[io
     w.write(dir.path() / "model.safetensors");
     io::checkpoint const ck(dir.path());
     io::weight_binder b(ck);
-    REQUIRE_MAP_ERROR((void)io::bind_decoder<bf16>(b, c),
+    REQUIRE_TESSERA_ERROR((void)io::bind_decoder<bf16>(b, c),
                       "missing tensor 'llm.lm.layers.0.mlp.dense_h_to_4h.weight' (layer 0 fused up/gate projection "
                       "dense_h_to_4h [2*d_ff, d_model] (points_custom_llama naming), shape [6, 8])");
   }
@@ -432,7 +409,7 @@ TEST_CASE("weight map: missing, misshaped and non-float tensors are named", "[io
     w.write(dir.path() / "model.safetensors");
     io::checkpoint const ck(dir.path());
     io::weight_binder b(ck);
-    REQUIRE_MAP_ERROR((void)io::bind_decoder<bf16>(b, c), "missing tensor 'llm.embed_out.weight' (LM head");
+    REQUIRE_TESSERA_ERROR((void)io::bind_decoder<bf16>(b, c), "missing tensor 'llm.embed_out.weight' (LM head");
   }
   SECTION("wrong shape") {
     ckpt_writer w = custom_llama_tiny();
@@ -440,7 +417,7 @@ TEST_CASE("weight map: missing, misshaped and non-float tensors are named", "[io
     w.write(dir.path() / "model.safetensors");
     io::checkpoint const ck(dir.path());
     io::weight_binder b(ck);
-    REQUIRE_MAP_ERROR((void)io::bind_decoder<bf16>(b, c),
+    REQUIRE_TESSERA_ERROR((void)io::bind_decoder<bf16>(b, c),
                       "tensor 'llm.lm.layers.0.attention.key_value_dense.weight' (layer 0 fused K/V projection "
                       "key_value_dense [n_kv_heads*2*head_dim, d_model] (points_custom_llama naming)) has shape "
                       "[4, 8], expected [8, 8]");
@@ -451,7 +428,7 @@ TEST_CASE("weight map: missing, misshaped and non-float tensors are named", "[io
     w.write(dir.path() / "model.safetensors");
     io::checkpoint const ck(dir.path());
     io::weight_binder b(ck);
-    REQUIRE_MAP_ERROR((void)io::bind_decoder<bf16>(b, c), "has shape [1, 8], expected [8]");
+    REQUIRE_TESSERA_ERROR((void)io::bind_decoder<bf16>(b, c), "has shape [1, 8], expected [8]");
   }
   SECTION("integer tensor, even with conversion") {
     ckpt_writer w = custom_llama_tiny();
@@ -460,7 +437,7 @@ TEST_CASE("weight map: missing, misshaped and non-float tensors are named", "[io
     w.write(dir.path() / "model.safetensors");
     io::checkpoint const ck(dir.path());
     io::weight_binder b(ck, io::dtype_policy::convert);
-    REQUIRE_MAP_ERROR((void)io::bind_decoder<bf16>(b, c),
+    REQUIRE_TESSERA_ERROR((void)io::bind_decoder<bf16>(b, c),
                       "tensor 'llm.lm.layers.0.input_layernorm.weight' is I32; only F32, F64, BF16 and F16 weights convert");
   }
 }
@@ -483,7 +460,7 @@ TEST_CASE("weight map: extra tensors are refused by finish(), known-unused ones 
   {
     io::weight_binder b(ck, io::dtype_policy::exact, /*ignore_known_unused=*/false);
     (void)io::bind_decoder<bf16>(b, c);
-    REQUIRE_MAP_ERROR((void)b.finish(), "tensor 'llm.lm.layers.0.attention.rotary_emb.inv_freq' is not bound");
+    REQUIRE_TESSERA_ERROR((void)b.finish(), "tensor 'llm.lm.layers.0.attention.rotary_emb.inv_freq' is not bound");
   }
   // An unexpected tensor: finish() names it; bind_points15 / bind_qwen2 call finish() themselves.
   w.add("llm.lm.layers.1.attention.query_dense.weight", {8, 8});
@@ -492,7 +469,7 @@ TEST_CASE("weight map: extra tensors are refused by finish(), known-unused ones 
   io::checkpoint const ck2(dir.path() / "b.safetensors");
   io::weight_binder b(ck2);
   (void)io::bind_decoder<bf16>(b, c);
-  REQUIRE_MAP_ERROR((void)b.finish(), "2 stored tensor(s) were bound by no part: "
+  REQUIRE_TESSERA_ERROR((void)b.finish(), "2 stored tensor(s) were bound by no part: "
                                       "'llm.lm.layers.1.attention.query_dense.weight', 'vision_tower.foo'");
   CHECK(b.unhandled().size() == 3);  // inv_freq too, until finish() classifies it
 }
@@ -538,7 +515,7 @@ TEST_CASE("weight map: tied heads view the embedding; a stored head must be iden
     w.write(dir.path() / "model.safetensors");
     io::checkpoint const ck(dir.path());
     io::weight_binder b(ck);
-    REQUIRE_MAP_ERROR((void)io::bind_decoder<bf16>(b, c),
+    REQUIRE_TESSERA_ERROR((void)io::bind_decoder<bf16>(b, c),
                       "the config ties the LM head to the embedding (tie_word_embeddings), but the checkpoint stores "
                       "'lm_head.weight' and it differs from 'model.embed_tokens.weight'");
   }
@@ -555,18 +532,18 @@ TEST_CASE("weight map: naming detection, explicit choice, and refusals", "[io][w
   CHECK_FALSE(io::detect_projector_naming(ck).has_value());
   {
     io::weight_binder b(ck);
-    REQUIRE_MAP_ERROR((void)io::bind_decoder<bf16>(b, c, io::decoder_naming::points_qwen2),
+    REQUIRE_TESSERA_ERROR((void)io::bind_decoder<bf16>(b, c, io::decoder_naming::points_qwen2),
                       "missing tensor 'llm.model.embed_tokens.weight'");
   }
   {
     io::weight_binder b(ck);
-    REQUIRE_MAP_ERROR((void)io::bind_vision_encoder<bf16>(b, io::qwen2_vl_vision_config{}), "holds no Qwen2-VL ViT");
-    REQUIRE_MAP_ERROR((void)io::bind_patch_merger<bf16>(b, io::patch_merger_config{}), "holds no PatchMerger");
+    REQUIRE_TESSERA_ERROR((void)io::bind_vision_encoder<bf16>(b, io::qwen2_vl_vision_config{}), "holds no Qwen2-VL ViT");
+    REQUIRE_TESSERA_ERROR((void)io::bind_patch_merger<bf16>(b, io::patch_merger_config{}), "holds no PatchMerger");
   }
   w.add("llm.lm.embed_in.weight", {5, 8});
   w.write(dir.path() / "both.safetensors");
   io::checkpoint const both(dir.path() / "both.safetensors");
-  REQUIRE_MAP_ERROR((void)io::detect_decoder_naming(both),
+  REQUIRE_TESSERA_ERROR((void)io::detect_decoder_naming(both),
                     "holds decoder embedding tensors of several namings (hf_qwen2, points_custom_llama)");
   io::weight_binder b(both);
   CHECK(io::bind_decoder<bf16>(b, c, io::decoder_naming::hf_qwen2).naming == io::decoder_naming::hf_qwen2);
@@ -576,21 +553,21 @@ TEST_CASE("weight map: naming detection, explicit choice, and refusals", "[io][w
   none.write(dir.path() / "none.safetensors");
   io::checkpoint const nk(dir.path() / "none.safetensors");
   io::weight_binder bn(nk);
-  REQUIRE_MAP_ERROR((void)io::bind_decoder<bf16>(bn, c), "holds no decoder (looked for model.embed_tokens.weight");
+  REQUIRE_TESSERA_ERROR((void)io::bind_decoder<bf16>(bn, c), "holds no decoder (looked for model.embed_tokens.weight");
 }
 
 TEST_CASE("weight map: hand-made configs that cannot describe a checkpoint are refused", "[io][weight_map][unit]") {
   io::decoder_config c = tiny_decoder(io::decoder_flavour::qwen2);
   c.n_kv_heads = 0;
-  REQUIRE_MAP_ERROR((void)io::decoder_tensor_specs(c, io::decoder_naming::hf_qwen2), "non-positive size");
+  REQUIRE_TESSERA_ERROR((void)io::decoder_tensor_specs(c, io::decoder_naming::hf_qwen2), "non-positive size");
   c.n_kv_heads = 3;
-  REQUIRE_MAP_ERROR((void)io::decoder_tensor_specs(c, io::decoder_naming::hf_qwen2), "not a multiple of n_kv_heads 3");
+  REQUIRE_TESSERA_ERROR((void)io::decoder_tensor_specs(c, io::decoder_naming::hf_qwen2), "not a multiple of n_kv_heads 3");
   io::qwen2_vl_vision_config v;
   v.patch_dim = 5;
-  REQUIRE_MAP_ERROR((void)io::vision_encoder_tensor_specs(v, io::vision_naming::points), "patch_dim 5");
+  REQUIRE_TESSERA_ERROR((void)io::vision_encoder_tensor_specs(v, io::vision_naming::points), "patch_dim 5");
   io::patch_merger_config m;
   m.hidden_dim = 100;
-  REQUIRE_MAP_ERROR((void)io::patch_merger_tensor_specs(m, io::projector_naming::points), "is not consistent");
+  REQUIRE_TESSERA_ERROR((void)io::patch_merger_tensor_specs(m, io::projector_naming::points), "is not consistent");
 }
 
 TEST_CASE("weight map: a tensor not aligned for its dtype needs dtype_policy::convert", "[io][weight_map][unit]") {
@@ -610,7 +587,7 @@ TEST_CASE("weight map: a tensor not aligned for its dtype needs dtype_policy::co
   io::checkpoint const ck(dir.path() / "u.safetensors");
   io::converted_tensors<float> store;
   io::weight_binder exact(ck);
-  REQUIRE_MAP_ERROR((void)exact.take<float>({"w", {2}, "w"}, store), "tensor 'w' is not aligned for its dtype");
+  REQUIRE_TESSERA_ERROR((void)exact.take<float>({"w", {2}, "w"}, store), "tensor 'w' is not aligned for its dtype");
   io::weight_binder conv(ck, io::dtype_policy::convert);
   float const* p = conv.take<float>({"w", {2}, "w"}, store);
   CHECK(p[0] == 1.5f);
@@ -706,7 +683,7 @@ TEST_CASE("weight map: POINTS' unused ViT merger is skipped only with the refere
   io::checkpoint const ck2(dir.path() / "b.safetensors");
   io::weight_binder b2(ck2);
   (void)io::bind_vision_encoder<bf16>(b2, v);
-  REQUIRE_MAP_ERROR((void)b2.finish(), "tensor 'vision_encoder.merger.mlp.2.weight' (unused: the ViT's own "
+  REQUIRE_TESSERA_ERROR((void)b2.finish(), "tensor 'vision_encoder.merger.mlp.2.weight' (unused: the ViT's own "
                                        "PatchMerger, built but never applied by POINTS1.5 (spec 7.16)) has shape "
                                        "[7, 32], expected [6, 32]");
   // A merger tensor the reference does not have is an extra tensor like any other.
@@ -716,5 +693,5 @@ TEST_CASE("weight map: POINTS' unused ViT merger is skipped only with the refere
   io::checkpoint const ck3(dir.path() / "c.safetensors");
   io::weight_binder b3(ck3);
   (void)io::bind_vision_encoder<bf16>(b3, v);
-  REQUIRE_MAP_ERROR((void)b3.finish(), "'vision_encoder.merger.mlp.1.weight'");
+  REQUIRE_TESSERA_ERROR((void)b3.finish(), "'vision_encoder.merger.mlp.1.weight'");
 }

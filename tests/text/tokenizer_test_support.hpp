@@ -4,6 +4,8 @@
 // strings and id sequences for failure messages.
 #pragma once
 
+#include "common/temp_dir.hpp"
+
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
@@ -50,34 +52,6 @@ inline std::string read_file(fs::path const& p) {
   if (!in) throw std::runtime_error("cannot read " + p.string());
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
-
-inline void write_file(fs::path const& p, std::string_view data) {
-  std::ofstream out(p, std::ios::binary);
-  out.write(data.data(), static_cast<std::streamsize>(data.size()));
-  if (!out) throw std::runtime_error("cannot write " + p.string());
-}
-
-/// A fresh directory under the system temp directory, removed with its contents at scope exit.
-class temp_dir {
- public:
-  temp_dir() {
-    static std::atomic<unsigned> counter{0};
-    std::random_device rd;
-    path_ = fs::temp_directory_path() / ("tessera-text-test-" + std::to_string(::getpid()) + "-" +
-                                         std::to_string(counter++) + "-" + std::to_string(rd()));
-    fs::create_directories(path_);
-  }
-  temp_dir(temp_dir const&) = delete;
-  temp_dir& operator=(temp_dir const&) = delete;
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  [[nodiscard]] fs::path const& path() const noexcept { return path_; }
-
- private:
-  fs::path path_;
-};
 
 /// `s` for a message: printable ASCII as is, everything else as \xNN (truncated to `max` bytes).
 inline std::string escaped(std::string_view s, std::size_t max = 400) {
