@@ -18,7 +18,6 @@
 
 #include <algorithm>
 #include <array>
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -251,25 +250,20 @@ TEST_CASE("decode_image refuses headers beyond the pixel budget before allocatin
   };
   for (auto const& c : cases) {
     INFO(c.format);
-    auto const t0 = std::chrono::steady_clock::now();
     REQUIRE_THROWS_WITH(io::decode_image(c.bytes), ContainsSubstring(c.format) && ContainsSubstring("max_pixels") &&
                                                        ContainsSubstring("refused before decoding"));
-    // No 10^10-pixel allocation happened: the refusal is immediate.
-    CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(1));
     // With the budget lifted the same bytes fail later for another reason (no pixel data), which
     // shows the budget is checked first, from the header alone.
     // Nothing is allocated for the claimed size then either: each format checks that the file can
-    // back the declared pixels before allocating them (the whole call stays quick, even under ASan).
+    // back the declared pixels before allocating them.
     io::image_limits huge;
     huge.max_pixels = std::int64_t{1} << 40;
-    auto const t1 = std::chrono::steady_clock::now();
     REQUIRE_THROWS_AS(io::decode_image(c.bytes, huge), tessera::error);
     try {
       (void)io::decode_image(c.bytes, huge);
     } catch (tessera::error const& e) {
       CHECK_THAT(e.message(), !ContainsSubstring("max_pixels"));
     }
-    CHECK(std::chrono::steady_clock::now() - t1 < std::chrono::seconds(1));
   }
 }
 

@@ -294,7 +294,7 @@ def specials(r: random.Random) -> str:
         msgs = [f"<|im_start|>{r.choice(['system', 'user', 'assistant'])}\n{rand_word(r)} {rand_word(r)}<|im_end|>"
                 for _ in range(r.randint(1, 3))]
         return "\n".join(msgs) + r.choice(["", "\n<|im_start|>assistant\n"])
-    if roll < 0.5:  # image placeholders
+    if roll < 0.5:  # runs of <|image_pad|>
         return (r.choice(["", "Describe: ", "<|im_start|>user\n"]) + "<|vision_start|>" +
                 "<|image_pad|>" * r.randint(1, 40) + "<|vision_end|>" + r.choice(["", "What is this?", "\n"]))
     parts = []

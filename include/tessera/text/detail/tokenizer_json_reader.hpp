@@ -129,7 +129,7 @@ class tokenizer_json_reader {
       return true;
     }
     if (at_model_member("vocab")) {
-      place(json::object());  // placeholder, so that the tree still shows the member
+      place(json::object());  // an empty object stands for the streamed vocabulary in the tree
       spec_.vocab_label = label_ + ": model.vocab";
       spec_.vocab_streamed = true;
       enter_vocab();
