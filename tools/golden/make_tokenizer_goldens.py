@@ -393,16 +393,8 @@ def make_corpus(seed: int):
 
 def byte_token_ids(tok):
     """id of the token standing for each single byte (GPT-2 byte alphabet)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    table = dict(zip(bs, cs))
-    return [tok.convert_tokens_to_ids(chr(table[b])) for b in range(256)]
+    alpha = byte_alphabet()
+    return [tok.convert_tokens_to_ids(alpha[b]) for b in range(256)]
 
 
 def make_decode_cases(r: random.Random, tok, corpus_ids):
@@ -511,6 +503,7 @@ def nfc_probes():
 # ------------------------------------------------------------------------------------------------
 
 def byte_alphabet():
+    """The GPT-2 byte alphabet: byte -> the character byte-level BPE writes for it."""
     bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
     cs = bs[:]
     n = 0
