@@ -4,8 +4,9 @@
 # (scripts/setup.sh), then builds and tests, each in its own build directory:
 #   default   build-ci/           portable x86-64-v3, Release, -Werror: everything -- unit tests,
 #                                 header/ODR/compile-fail/docs/consumer checks, benchmarks smoke
-#   native    build-ci-native/    -march=native (AVX-512 + BF16 where the CPU has them): unit tests
-#   none      build-ci-none/      compiler baseline (SSE2): unit tests, proves the fallback paths
+#   native    build-ci-native/    -march=native (AVX-512 + BF16 where the CPU has them): the tests of
+#                                 every block with SIMD code ($simd_tests below)
+#   none      build-ci-none/      compiler baseline (SSE2): the same tests, proves the fallback paths
 #   sanitize  build-ci-sanitize/  Debug (-O1), AddressSanitizer + UndefinedBehaviorSanitizer: unit tests
 #   cuda      build-ci-cuda/      only when nvcc is found: CUDA tests (they SKIP without a GPU)
 # Usage: scripts/run_tests.sh [step...]   (default: all steps; e.g. `scripts/run_tests.sh default`)
@@ -24,6 +25,12 @@ fi
 
 # Options shared by the builds that only rerun the unit tests.
 unit_only=(-DTESSERA_BUILD_BENCHMARKS=OFF -DTESSERA_BUILD_EXAMPLES=OFF -DTESSERA_BUILD_CHECKS=OFF)
+# The native and none builds exist for the SIMD paths: they build the test files of the blocks
+# with a cpu backend (kernels, image resampling, packing, attention, pooling, encoders) and their
+# goldens, not the parsers and the tokenizer, which have no architecture-dependent code.
+simd_tests="core/;backend/;nn/;posemb/;pack/;attn/;pool/;vision/;io/test_image;golden/test_golden_nn"
+simd_tests+=";golden/test_golden_image;golden/test_golden_attn;golden/test_golden_pool;golden/test_golden_rope"
+simd_tests+=";golden/test_golden_vision"
 
 # configure_build_test <build dir> <cmake configure args...>: configure, build all, run every test.
 configure_build_test() {
@@ -42,10 +49,12 @@ run_step() {
       echo "run_tests: -march=native enables: $(g++ -march=native -Q --help=target 2>/dev/null |
         awk '$2 == "[enabled]" && $1 ~ /^-m(avx2|fma|avx512f|avx512bf16)$/ {printf "%s ", $1}')"
       configure_build_test build-ci-native \
-        -DCMAKE_BUILD_TYPE=Release -DTESSERA_WERROR=ON -DTESSERA_SIMD_ARCH=native "${unit_only[@]}" ;;
+        -DCMAKE_BUILD_TYPE=Release -DTESSERA_WERROR=ON -DTESSERA_SIMD_ARCH=native "${unit_only[@]}" \
+        -DTESSERA_TEST_ONLY="$simd_tests" ;;
     none)
       configure_build_test build-ci-none \
-        -DCMAKE_BUILD_TYPE=Release -DTESSERA_WERROR=ON -DTESSERA_SIMD_ARCH=none "${unit_only[@]}" ;;
+        -DCMAKE_BUILD_TYPE=Release -DTESSERA_WERROR=ON -DTESSERA_SIMD_ARCH=none "${unit_only[@]}" \
+        -DTESSERA_TEST_ONLY="$simd_tests" ;;
     sanitize)
       # allocator_may_return_null: tests ask for impossible sizes on purpose and expect a
       # tessera::error, which needs the allocation to fail instead of ASan aborting.

@@ -30,7 +30,7 @@ golden venv does not have): timm.layers is mounted as a bare package and na_vit.
 Regenerate only on purpose; CI never runs this. The output is deterministic (float32 / bfloat16 on the
 CPU, one thread, deterministic algorithms, torch.manual_seed per case): run it twice, compare sha256 sums.
 
-    /work/venv/golden/bin/python tools/golden/make_vision_goldens.py [--out tests/golden]
+    .venv/bin/python tools/golden/make_vision_goldens.py [--out tests/golden]
 """
 from __future__ import annotations
 
@@ -687,7 +687,7 @@ def main() -> int:
 
     manifest = OrderedDict()
     manifest["generator"] = GENERATOR
-    manifest["regenerate"] = f"/work/venv/golden/bin/python {GENERATOR}"
+    manifest["regenerate"] = f".venv/bin/python {GENERATOR}"
     manifest["versions"] = versions()
     manifest["settings"] = OrderedDict(device="cpu", torch_num_threads=1, deterministic_algorithms=True,
                                        seeding="torch.manual_seed(case seed) at the start of each case")
