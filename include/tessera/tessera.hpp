@@ -15,6 +15,10 @@
 #include <tessera/io/weight_map.hpp>
 #include <tessera/io/image.hpp>
 #include <tessera/pack/patchify.hpp>
+#include <tessera/pack/random.hpp>
+#include <tessera/pack/pack_plan.hpp>
+#include <tessera/pack/token_drop.hpp>
+#include <tessera/pack/resolution_sampler.hpp>
 #include <tessera/text/tokenizer.hpp>
 #include <tessera/nn/linear.hpp>
 #include <tessera/nn/layer_norm.hpp>
