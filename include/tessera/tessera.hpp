@@ -28,3 +28,9 @@
 #include <tessera/nn/swiglu.hpp>
 #include <tessera/nn/add.hpp>
 #include <tessera/posemb/rope_1d.hpp>
+#include <tessera/posemb/rope_2d.hpp>
+#include <tessera/posemb/factorized.hpp>
+#include <tessera/pool/masked_mean.hpp>
+#include <tessera/pool/masked_max.hpp>
+#include <tessera/pool/patch_merge.hpp>
+#include <tessera/pool/attention_pool.hpp>
