@@ -30,7 +30,14 @@
 #include <tessera/posemb/rope_1d.hpp>
 #include <tessera/posemb/rope_2d.hpp>
 #include <tessera/posemb/factorized.hpp>
+#include <tessera/attn/masked_attention.hpp>
 #include <tessera/pool/masked_mean.hpp>
 #include <tessera/pool/masked_max.hpp>
 #include <tessera/pool/patch_merge.hpp>
 #include <tessera/pool/attention_pool.hpp>
+#include <tessera/vision/policies.hpp>
+#include <tessera/vision/pool_policies.hpp>
+#include <tessera/vision/vit_block.hpp>
+#include <tessera/vision/vision_encoder.hpp>
+#include <tessera/vision/qwen2vl_encoder.hpp>
+#include <tessera/vision/navit_encoder.hpp>
