@@ -6,7 +6,8 @@
 //      image_grid_thw, exactly as the reference processor gives them;
 //   3. the POINTS1.5 chat prompt with one <|image_pad|> per merged token, tokenized with the Qwen2
 //      tokenizer (tokenizer.json, or vocab.json + merges.txt + added tokens);
-//   4. with --model DIR: the model's config.json, and its checkpoint's tensors bound to the blocks.
+//   4. with --model DIR: the model's config.json, and its checkpoint's tensors bound to the blocks;
+//      for a POINTS1.5 checkpoint, its vision tower encodes the packed images.
 //
 // Usage: prepare_inputs [--image FILE]... [--tokenizer DIR] [--prompt TEXT]
 //                       [--min-pixels N] [--max-pixels N] [--model DIR]
@@ -15,10 +16,13 @@
 #include <tessera/io/config.hpp>
 #include <tessera/io/image.hpp>
 #include <tessera/io/weight_map.hpp>
+#include <tessera/pack/pack_plan.hpp>
 #include <tessera/text/tokenizer.hpp>
+#include <tessera/vision/qwen2vl_encoder.hpp>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -32,6 +36,12 @@ namespace {
 namespace fs = std::filesystem;
 namespace io = tessera::io;
 using tessera::index_t;
+using tessera::exec_ctx;
+using tessera::host_buffer;
+using tessera::tensor_view;
+namespace backend = tessera::backend;
+namespace pack = tessera::pack;
+namespace vision = tessera::vision;
 
 struct options {
   std::vector<fs::path> images;
@@ -103,7 +113,37 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
-void describe_model(fs::path const& dir) {
+/// Runs the POINTS1.5 vision tower (varlen packing, block-diagonal attention) over the packed
+/// pixel_values of every image.
+template <class T>
+void encode_images(io::points15_weights<T> const& w, io::points15_config const& c,
+                   std::vector<io::qwen2vl_pixels> const& pixels) {
+  std::vector<pack::patch_grid> grids;
+  std::vector<tensor_view<float const, 2>> rows;
+  for (io::qwen2vl_pixels const& p : pixels) {
+    grids.push_back(p.grid);
+    rows.push_back(p.rows());
+  }
+  pack::pack_plan const plan = vision::qwen2vl_plan(grids, c.vision);
+  index_t const n = plan.n_slots(), f = c.vision.patch_dim, e = c.vision.embed_dim;
+  host_buffer<float> packed(n * f), out(n * e);
+  pack::gather_patches(plan, rows, packed.view(n, f));
+  auto const encoder = vision::make_qwen2vl_encoder<backend::cpu>(c.vision, w.vision);
+  exec_ctx<backend::cpu> ctx;
+  auto const t0 = std::chrono::steady_clock::now();
+  encoder.forward(packed.view(n, f), vision::batch_of(plan), out.view(n, e), ctx);
+  double const ms = ms_since(t0);
+  double sum_sq = 0;
+  for (index_t i = 0; i < n * e; ++i) sum_sq += static_cast<double>(out.data()[i]) * out.data()[i];
+  std::printf("  vision tower (%lld blocks, width %lld): %zu image(s) packed into %lld tokens, %lld segments -> "
+              "[%lld, %lld] in %.1f ms (%.0f tokens/s), output RMS %.3f\n",
+              static_cast<long long>(c.vision.depth), static_cast<long long>(e), pixels.size(),
+              static_cast<long long>(n), static_cast<long long>(plan.seqs().n_seqs()), static_cast<long long>(n),
+              static_cast<long long>(e), ms, 1e3 * static_cast<double>(n) / ms,
+              std::sqrt(sum_sq / static_cast<double>(n * e)));
+}
+
+void describe_model(fs::path const& dir, std::vector<io::qwen2vl_pixels> const& pixels) {
   io::model_config const cfg = io::read_model_config(dir);
   io::decoder_config const& d = io::decoder_of(cfg);
   std::printf("\nmodel %s: %s decoder, %lld layers, d_model %lld, %lld query / %lld KV heads of %lld, vocab %lld\n",
@@ -118,20 +158,29 @@ void describe_model(fs::path const& dir) {
   }
   io::checkpoint const ckpt(dir);
   // Bind without copying: views into the mapped files, in the checkpoint's own dtype.
-  auto const report = std::visit(
-      [&](auto const& c) -> io::binding_report {
+  auto const print_report = [](io::binding_report const& report) {
+    std::printf("  checkpoint: %zu tensors bound (zero-copy), %zu skipped\n", report.n_bound, report.skipped.size());
+    for (io::skipped_tensor const& s : report.skipped)
+      std::printf("    skipped %s: %s\n", s.name.c_str(), s.reason.c_str());
+  };
+  std::visit(
+      [&](auto const& c) {
         using C = std::decay_t<decltype(c)>;
-        if constexpr (std::is_same_v<C, io::points15_config>) return io::bind_points15<tessera::bf16>(ckpt, c).report;
-        else return io::bind_qwen2<tessera::bf16>(ckpt, c).report;
+        if constexpr (std::is_same_v<C, io::points15_config>) {
+          auto const w = io::bind_points15<tessera::bf16>(ckpt, c);
+          print_report(w.report);
+          encode_images(w, c, pixels);
+        } else {
+          print_report(io::bind_qwen2<tessera::bf16>(ckpt, c).report);
+        }
       },
       cfg);
-  std::printf("  checkpoint: %zu tensors bound (zero-copy), %zu skipped\n", report.n_bound, report.skipped.size());
-  for (io::skipped_tensor const& s : report.skipped) std::printf("    skipped %s: %s\n", s.name.c_str(), s.reason.c_str());
 }
 
 int run(options const& o) {
   std::string content;
   index_t total_patches = 0;
+  std::vector<io::qwen2vl_pixels> pixels;
   std::vector<fs::path> images = o.images;
   if (images.empty()) {
     std::printf("(no --image and no ../shared/data/images: using a synthetic 480 x 640 image)\n");
@@ -142,7 +191,7 @@ int run(options const& o) {
   for (fs::path const& path : images) {
     auto const t0 = std::chrono::steady_clock::now();
     io::rgb_image const img = path.empty() ? synthetic_image() : io::load_image(path);
-    io::qwen2vl_pixels const px = io::preprocess_qwen2vl(img, o.limits);
+    io::qwen2vl_pixels px = io::preprocess_qwen2vl(img, o.limits);
     double const ms = ms_since(t0);
     std::string const size = std::to_string(img.height()) + "x" + std::to_string(img.width());
     std::string const resized = std::to_string(px.resized.height) + "x" + std::to_string(px.resized.width);
@@ -155,12 +204,13 @@ int run(options const& o) {
     content += "<|vision_start|>";
     for (index_t i = 0; i < px.n_merged_tokens(); ++i) content += "<|image_pad|>";
     content += "<|vision_end|>\n";
+    pixels.push_back(std::move(px));
   }
   content += o.prompt;
   std::string const prompt = "<|im_start|>user\n" + content + "<|im_end|>\n<|im_start|>assistant\n";
   std::printf("\npacked pixel_values: [%lld, 1176] float32 for %zu image(s)\n", static_cast<long long>(total_patches),
               images.size());
-  if (!o.model_dir.empty()) describe_model(o.model_dir);
+  if (!o.model_dir.empty()) describe_model(o.model_dir, pixels);
   if (o.tokenizer_dir.empty()) {
     std::printf("\n(no --tokenizer and no ../shared/data/qwen2-tokenizer: prompt not tokenized; pass --tokenizer DIR\n"
                 " with a Qwen2 tokenizer.json, or vocab.json + merges.txt + added_tokens*.json)\n");
