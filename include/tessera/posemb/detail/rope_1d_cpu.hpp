@@ -8,6 +8,7 @@
 #include <tessera/backend/cpu/simd.hpp>
 #include <tessera/backend/exec_ctx.hpp>
 #include <tessera/core/tensor_view.hpp>
+#include <tessera/posemb/detail/rotate_half_cpu.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -60,32 +61,10 @@ struct rope_1d_impl<backend::cpu_simd<Arch>> {
         c.store_aligned(cos_row + d);
         s.store_aligned(sin_row + d);
       }
-      for (index_t h = 0; h < n_heads; ++h) rotate(xp + t * ts + h * hs, cos_row, sin_row, half);
+      for (index_t h = 0; h < n_heads; ++h) rotate_half_split<Arch>(xp + t * ts + h * hs, cos_row, sin_row, half);
     }
   }
 
- private:
-  static void rotate(float* x,                // [2 * half], rotated in place
-                     float const* cos_row,    // [padded]
-                     float const* sin_row,    // [padded]
-                     index_t half) noexcept {
-    using namespace backend::cpu_detail;
-    index_t d = 0;
-    for (; d + width <= half; d += width) {
-      batch const a = batch::load_unaligned(x + d), b = batch::load_unaligned(x + half + d);
-      batch const c = batch::load_aligned(cos_row + d), s = batch::load_aligned(sin_row + d);
-      (a * c - b * s).store_unaligned(x + d);
-      (b * c + a * s).store_unaligned(x + half + d);
-    }
-    if (d < half) {
-      auto const tail = static_cast<std::size_t>(half - d);
-      batch const a = load_partial_as_float<Arch>(x + d, tail, 0.0f);
-      batch const b = load_partial_as_float<Arch>(x + half + d, tail, 0.0f);
-      batch const c = batch::load_aligned(cos_row + d), s = batch::load_aligned(sin_row + d);
-      store_partial<Arch>(x + d, a * c - b * s, tail);
-      store_partial<Arch>(x + half + d, b * c + a * s, tail);
-    }
-  }
 };
 
 }  // namespace tessera::posemb::detail
