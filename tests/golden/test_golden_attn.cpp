@@ -11,6 +11,7 @@
 // (attn_bf16.out_f32) at the f32 budget, and with the bf16 golden at tol<bf16>::vs_golden
 // (atol 1.6e-2, rtol 3.2e-2). Set TESSERA_GOLDEN_VERBOSE=1 to print every measured error.
 #include "common/compare.hpp"
+#include "common/golden.hpp"
 
 #include <tessera/attn/masked_attention.hpp>
 #include <tessera/backend/backend.hpp>
@@ -40,27 +41,7 @@ using namespace tessera;
 using test::tol;
 using test::tolerance;
 
-/// One golden safetensors file; every accessor requires the tensor with exactly the stored dtype.
-class golden_file {
- public:
-  explicit golden_file(char const* file_name)
-      : path_(std::string(TESSERA_SOURCE_DIR) + "/tests/golden/" + file_name), file_(path_) {}
-  template <class T>
-  [[nodiscard]] std::vector<T> get(std::string const& name) const {
-    INFO("golden tensor " << name << " in " << path_);
-    std::vector<T> out(static_cast<std::size_t>(file_.info(name).numel()));
-    file_.copy_to(name, std::span<T>(out));
-    return out;
-  }
-  [[nodiscard]] std::vector<index_t> shape(std::string const& name) const {
-    INFO("golden tensor " << name << " in " << path_);
-    return file_.info(name).shape;
-  }
-
- private:
-  std::string path_;
-  io::safetensors_file file_;
-};
+using test::golden_file;
 
 // The manifest's "file" of each case: attn in vision_blocks, the other two in vision_blocks_2.
 golden_file const& blocks() {
@@ -72,10 +53,7 @@ golden_file const& blocks_2() {
   return f;
 }
 
-bool verbose() {
-  static bool const v = std::getenv("TESSERA_GOLDEN_VERBOSE") != nullptr;
-  return v;
-}
+bool verbose() { return test::golden_verbose(); }
 
 template <class W>
 void require_close(std::string const& what, std::vector<float> const& got, std::vector<W> const& want, tolerance t) {

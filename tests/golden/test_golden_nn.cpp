@@ -9,6 +9,7 @@
 // that also holds for bf16 weights. Reductions over K > 1024 are scaled by sqrt(K / 1024)
 // (style guide §8). Set TESSERA_GOLDEN_VERBOSE=1 to print every comparison's report.
 #include "common/compare.hpp"
+#include "common/golden.hpp"
 
 #include <tessera/backend/backend.hpp>
 #include <tessera/backend/exec_ctx.hpp>
@@ -51,30 +52,7 @@ using test::tolerance;
 // Golden files
 // ------------------------------------------------------------------------------------------------
 
-/// One golden safetensors file, read through tessera::io. Every accessor requires the tensor to
-/// exist with exactly the stored dtype, so a regenerated file with a changed layout fails loudly.
-class golden_file {
- public:
-  explicit golden_file(char const* file_name)
-      : path_(std::string(TESSERA_SOURCE_DIR) + "/tests/golden/" + file_name), file_(path_) {}
-
-  /// The tensor's elements (copy_to throws unless the stored dtype is exactly dtype_of_v<T>).
-  template <class T>
-  [[nodiscard]] std::vector<T> get(std::string const& name) const {
-    INFO("golden tensor " << name << " in " << path_);
-    std::vector<T> out(static_cast<std::size_t>(file_.info(name).numel()));
-    file_.copy_to(name, std::span<T>(out));
-    return out;
-  }
-  [[nodiscard]] std::vector<index_t> shape(std::string const& name) const {
-    INFO("golden tensor " << name << " in " << path_);
-    return file_.info(name).shape;
-  }
-
- private:
-  std::string path_;
-  io::safetensors_file file_;
-};
+using test::golden_file;
 
 golden_file const& nn_kernels() {
   static golden_file const f("nn_kernels.safetensors");
@@ -85,10 +63,7 @@ golden_file const& nn_linear_k1280() {
   return f;
 }
 
-bool verbose() {
-  static bool const v = std::getenv("TESSERA_GOLDEN_VERBOSE") != nullptr;
-  return v;
-}
+bool verbose() { return test::golden_verbose(); }
 
 /// Compares, prints the report when verbose, REQUIREs closeness (with the report on failure).
 template <class G, class W>

@@ -6,6 +6,7 @@
 // settings in tests/golden/vision_manifest.json). Both backends are compared with the golden
 // directly, budget tol<float>::vs_golden. Set TESSERA_GOLDEN_VERBOSE=1 for every report.
 #include "common/compare.hpp"
+#include "common/golden.hpp"
 
 #include <tessera/backend/backend.hpp>
 #include <tessera/backend/exec_ctx.hpp>
@@ -37,26 +38,10 @@ namespace {
 
 using namespace tessera;
 
-/// tests/golden/vision_blocks.safetensors; every accessor requires the stored dtype exactly.
-class golden_file {
- public:
-  golden_file() : path_(std::string(TESSERA_SOURCE_DIR) + "/tests/golden/vision_blocks.safetensors"), file_(path_) {}
-  template <class T>
-  [[nodiscard]] std::vector<T> get(std::string const& name) const {
-    INFO("golden tensor " << name << " in " << path_);
-    std::vector<T> out(static_cast<std::size_t>(file_.info(name).numel()));
-    file_.copy_to(name, std::span<T>(out));
-    return out;
-  }
-  [[nodiscard]] std::vector<index_t> shape(std::string const& name) const { return file_.info(name).shape; }
-
- private:
-  std::string path_;
-  io::safetensors_file file_;
-};
+using test::golden_file;
 
 golden_file const& blocks() {
-  static golden_file const f;
+  static golden_file const f("vision_blocks.safetensors");
   return f;
 }
 
