@@ -399,3 +399,118 @@ TEST_CASE("masked_attention rejects invalid arguments", "[attn][unit]") {
                                                                    tensor_view<float, 3>(out.data(), {4, 2, 8}), ref),
                         "sequences");
 }
+
+// ------------------------------------------------------------------------------------------------
+// Explicit ranges (the KV-cache form) and bf16 keys / values.
+// ------------------------------------------------------------------------------------------------
+
+namespace {
+
+/// A cache-like problem: n_slots slots of `slot_len` rows; sequence s has q_lens[s] queries that
+/// see the first kv_lens[s] rows of slot slots[s] (causal, bottom-right). Slots are scattered and
+/// their unused rows hold NaN, so reading outside a range poisons the output.
+struct ranged_problem {
+  index_t n_heads, n_kv_heads, head_dim, n_q = 0;
+  std::vector<attn::seq_range> ranges;
+  std::vector<float> q, k, v;
+  ranged_problem(std::vector<index_t> const& q_lens, std::vector<index_t> const& kv_lens,
+                 std::vector<index_t> const& slots, index_t n_slots, index_t slot_len, index_t heads, index_t kv_heads,
+                 index_t hd, std::uint64_t seed)
+      : n_heads(heads), n_kv_heads(kv_heads), head_dim(hd) {
+    for (index_t l : q_lens) n_q += l;
+    q = test::random_vector(static_cast<std::size_t>(n_q * heads * hd), seed);
+    std::size_t const kv_elems = static_cast<std::size_t>(n_slots * slot_len * kv_heads * hd);
+    k.assign(kv_elems, std::numeric_limits<float>::quiet_NaN());
+    v.assign(kv_elems, std::numeric_limits<float>::quiet_NaN());
+    auto const kr = test::random_vector(kv_elems, seed + 1), vr = test::random_vector(kv_elems, seed + 2);
+    index_t q0 = 0;
+    for (std::size_t s = 0; s < q_lens.size(); ++s) {
+      index_t const row0 = slots[s] * slot_len;
+      ranges.push_back({q0, q0 + q_lens[s], row0, row0 + kv_lens[s]});
+      q0 += q_lens[s];
+      std::size_t const b = static_cast<std::size_t>(row0 * kv_heads * hd), e = b + static_cast<std::size_t>(kv_lens[s] * kv_heads * hd);
+      std::copy(kr.begin() + static_cast<std::ptrdiff_t>(b), kr.begin() + static_cast<std::ptrdiff_t>(e), k.begin() + static_cast<std::ptrdiff_t>(b));
+      std::copy(vr.begin() + static_cast<std::ptrdiff_t>(b), vr.begin() + static_cast<std::ptrdiff_t>(e), v.begin() + static_cast<std::ptrdiff_t>(b));
+    }
+  }
+  [[nodiscard]] index_t n_kv() const { return static_cast<index_t>(k.size()) / (n_kv_heads * head_dim); }
+};
+
+template <class Backend, class KV>
+std::vector<float> run_ranged(ranged_problem const& p, std::vector<KV> const& k, std::vector<KV> const& v,
+                              bool causal) {
+  exec_ctx<Backend> ctx;
+  std::vector<float> out(static_cast<std::size_t>(p.n_q * p.n_heads * p.head_dim), 0.0f);
+  attn::masked_attention<Backend>(tensor_view<float const, 3>(p.q.data(), {p.n_q, p.n_heads, p.head_dim}),
+                                  tensor_view<KV const, 3>(k.data(), {p.n_kv(), p.n_kv_heads, p.head_dim}),
+                                  tensor_view<KV const, 3>(v.data(), {p.n_kv(), p.n_kv_heads, p.head_dim}),
+                                  std::span<attn::seq_range const>(p.ranges),
+                                  tensor_view<float, 3>(out.data(), {p.n_q, p.n_heads, p.head_dim}), ctx,
+                                  attn::attention_options{.causal = causal});
+  return out;
+}
+
+std::vector<bf16> to_bf16(std::vector<float> const& x) {
+  std::vector<bf16> r(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) r[i] = bf16::from_float(x[i]);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("masked_attention over explicit ranges: scattered cache slots, decode and prefill rows", "[attn][unit]") {
+  // Slots 3, 0, 5 of 6; sequence 1 is a decode step (1 query over 57 cached keys), sequence 2 a
+  // prefill continuing a cached prefix (9 queries, 20 keys), sequence 0 a fresh prompt.
+  for (index_t hd : {64, 72, 128, 24}) {
+    INFO("head_dim " << hd);
+    ranged_problem const p({17, 1, 9}, {17, 57, 20}, {3, 0, 5}, 6, 64, 14, 2, hd, test::seed(900 + hd));
+    auto const want = run_ranged<backend::reference>(p, p.k, p.v, true);
+    auto const got = run_ranged<backend::cpu>(p, p.k, p.v, true);
+    auto const cmp = test::compare(got, want, test::tol<float>::vs_ref);
+    INFO(cmp.report());
+    REQUIRE(cmp.ok);
+    // bf16 keys / values: cpu against the reference on the same bf16 values (f32 arithmetic).
+    auto const kb = to_bf16(p.k), vb = to_bf16(p.v);
+    auto const want_b = run_ranged<backend::reference>(p, kb, vb, true);
+    auto const got_b = run_ranged<backend::cpu>(p, kb, vb, true);
+    auto const cmp_b = test::compare(got_b, want_b, test::tol<float>::vs_ref);
+    INFO("bf16 k / v: " << cmp_b.report());
+    REQUIRE(cmp_b.ok);
+  }
+}
+
+TEST_CASE("masked_attention over explicit ranges equals the seq_offsets form on contiguous ranges", "[attn][unit]") {
+  problem const p({5, 0, 33, 1}, {5, 4, 40, 9}, 4, 2, 64, test::seed(950));
+  std::vector<attn::seq_range> ranges;
+  for (index_t s = 0; s < p.q_seqs.n_seqs(); ++s)
+    ranges.push_back({p.q_seqs.begin(s), p.q_seqs.end(s), p.kv_seqs.begin(s), p.kv_seqs.end(s)});
+  for (bool causal : {false, true}) {
+    auto const want = run<backend::cpu>(p, attn::attention_options{.causal = causal});
+    exec_ctx<backend::cpu> ctx;
+    std::vector<float> got(p.q.size());
+    attn::masked_attention<backend::cpu>(p.qv(), p.kv(), p.vv(), std::span<attn::seq_range const>(ranges),
+                                         tensor_view<float, 3>(got.data(), p.qv().extents()), ctx,
+                                         attn::attention_options{.causal = causal});
+    REQUIRE(got == want.out);  // the same kernels on the same ranges: bitwise
+  }
+}
+
+TEST_CASE("masked_attention over explicit ranges rejects ranges outside q / k and overlapping queries",
+          "[attn][unit]") {
+  ranged_problem const p({4, 4}, {4, 4}, {0, 1}, 2, 8, 2, 1, 16, test::seed(970));
+  exec_ctx<backend::cpu> ctx;
+  std::vector<float> out(static_cast<std::size_t>(p.n_q * p.n_heads * p.head_dim));
+  auto call = [&](std::vector<attn::seq_range> const& r) {
+    attn::masked_attention<backend::cpu>(tensor_view<float const, 3>(p.q.data(), {p.n_q, p.n_heads, p.head_dim}),
+                                         tensor_view<float const, 3>(p.k.data(), {p.n_kv(), p.n_kv_heads, p.head_dim}),
+                                         tensor_view<float const, 3>(p.v.data(), {p.n_kv(), p.n_kv_heads, p.head_dim}),
+                                         std::span<attn::seq_range const>(r),
+                                         tensor_view<float, 3>(out.data(), {p.n_q, p.n_heads, p.head_dim}), ctx);
+  };
+  REQUIRE_NOTHROW(call(p.ranges));
+  REQUIRE_THROWS_AS(call({{0, 9, 0, 4}}), tessera::error);            // queries past q
+  REQUIRE_THROWS_AS(call({{0, 4, 12, 17}}), tessera::error);          // keys past k
+  REQUIRE_THROWS_AS(call({{0, 4, 3, 2}}), tessera::error);            // reversed
+  REQUIRE_THROWS_AS(call({{0, 5, 0, 4}, {4, 8, 8, 12}}), tessera::error);  // overlapping queries
+  REQUIRE_NOTHROW(call({{4, 8, 8, 12}, {0, 4, 8, 12}}));               // shared keys, any order
+}

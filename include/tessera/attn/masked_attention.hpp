@@ -8,6 +8,7 @@
 
 #include <tessera/backend/backend.hpp>
 #include <tessera/backend/exec_ctx.hpp>
+#include <tessera/core/dtype.hpp>
 #include <tessera/core/error.hpp>
 #include <tessera/core/seq_offsets.hpp>
 #include <tessera/core/tensor_view.hpp>
@@ -31,14 +32,20 @@ struct attention_options {
   float scale = 0.0f;
 };
 
-namespace detail {
-
 /// One sequence's work: queries [q_begin, q_end) attend to keys / values [kv_begin, kv_end)
 /// (token indices into q and k / v). An empty key range gives zero outputs. The kernels work on
-/// these ranges only, so a KV-cache caller can hand them non-contiguous key ranges directly.
+/// these ranges only, so a KV-cache caller hands them non-contiguous key ranges directly (each
+/// sequence's slot of a preallocated cache).
 struct seq_range {
   index_t q_begin = 0, q_end = 0, kv_begin = 0, kv_end = 0;
 };
+
+/// Element types k and v may have: f32, or bf16 (a bf16 KV cache; widened exactly to f32 as the
+/// kernels read them, every product and sum stays f32).
+template <class T>
+concept kv_element = std::is_same_v<std::remove_cv_t<T>, float> || std::is_same_v<std::remove_cv_t<T>, bf16>;
+
+namespace detail {
 
 /// What every backend receives besides the operands.
 struct attention_params {
@@ -87,16 +94,11 @@ template <class T, int Rank, class S>
   return true;
 }
 
-/// Validated entry shared by both public overloads: builds the per-sequence ranges in scratch and
-/// runs the backend.
-template <backend::tag Backend>
-void run_masked_attention(tensor_view<float const, 3, backend::space_t<Backend>> q,
-                          tensor_view<float const, 3, backend::space_t<Backend>> k,
-                          tensor_view<float const, 3, backend::space_t<Backend>> v, seq_offsets const& q_seqs,
-                          seq_offsets const& kv_seqs, tensor_view<float, 3, backend::space_t<Backend>> out,
-                          exec_ctx<Backend>& ctx, attention_options const& opt,
-                          tensor_view<float, 2, backend::space_t<Backend>> lse,
-                          std::span<std::uint8_t const> masked_seqs) {
+/// Shape, stride, aliasing and scale checks shared by every public overload.
+template <class Space, class KV>
+void check_attention_operands(tensor_view<float const, 3, Space> const& q, tensor_view<KV const, 3, Space> const& k,
+                              tensor_view<KV const, 3, Space> const& v, tensor_view<float, 3, Space> const& out,
+                              attention_options const& opt, tensor_view<float, 2, Space> const& lse) {
   index_t const n_q = q.extent(0), n_heads = q.extent(1), head_dim = q.extent(2);
   index_t const n_kv = k.extent(0), n_kv_heads = k.extent(1);
   TESSERA_CHECK(head_dim >= 1, "attn::masked_attention: head_dim must be >= 1, q is [", n_q, ", ", n_heads, ", ",
@@ -110,12 +112,6 @@ void run_masked_attention(tensor_view<float const, 3, backend::space_t<Backend>>
                 "kv head, got n_heads ", n_heads, ", n_kv_heads ", n_kv_heads);
   TESSERA_CHECK(n_heads % n_kv_heads == 0, "attn::masked_attention: n_heads (", n_heads,
                 ") must be a multiple of n_kv_heads (", n_kv_heads, ") for grouped-query attention");
-  TESSERA_CHECK(q_seqs.n_seqs() == kv_seqs.n_seqs(), "attn::masked_attention: q_seqs has ", q_seqs.n_seqs(),
-                " sequences, kv_seqs has ", kv_seqs.n_seqs());
-  TESSERA_CHECK(q_seqs.n_tokens() == n_q, "attn::masked_attention: q has ", n_q, " tokens, q_seqs covers ",
-                q_seqs.n_tokens());
-  TESSERA_CHECK(kv_seqs.n_tokens() == n_kv, "attn::masked_attention: k and v have ", n_kv,
-                " tokens, kv_seqs covers ", kv_seqs.n_tokens());
   TESSERA_CHECK(out.extents() == q.extents(), "attn::masked_attention: out must be [", n_q, ", ", n_heads, ", ",
                 head_dim, "] like q, got [", out.extent(0), ", ", out.extent(1), ", ", out.extent(2), "]");
   TESSERA_CHECK(q.is_row_contiguous() && k.is_row_contiguous() && v.is_row_contiguous() && out.is_row_contiguous(),
@@ -125,12 +121,6 @@ void run_masked_attention(tensor_view<float const, 3, backend::space_t<Backend>>
   TESSERA_CHECK(!has_lse || (lse.extent(0) == n_heads && lse.extent(1) == n_q), "attn::masked_attention: lse must ",
                 "be [", n_heads, ", ", n_q, "] (n_heads, n_q_tokens) or empty, got [", lse.extent(0), ", ",
                 lse.extent(1), "]");
-  TESSERA_CHECK(masked_seqs.empty() || static_cast<index_t>(masked_seqs.size()) == q_seqs.n_seqs(),
-                "attn::masked_attention: masked_seqs must be empty or have one entry per sequence (",
-                q_seqs.n_seqs(), "), got ", masked_seqs.size());
-  for (std::size_t s = 0; s < masked_seqs.size(); ++s)
-    TESSERA_CHECK(masked_seqs[s] <= 1, "attn::masked_attention: masked_seqs entries must be 0 or 1, sequence ", s,
-                  " has ", static_cast<int>(masked_seqs[s]));
   TESSERA_CHECK(std::isfinite(opt.scale), "attn::masked_attention: scale must be finite, got ", opt.scale);
   TESSERA_CHECK(elements_distinct(out), "attn::masked_attention: the elements of out overlap each other (strides ",
                 out.stride(0), ", ", out.stride(1), ", ", out.stride(2), ")");
@@ -143,11 +133,40 @@ void run_masked_attention(tensor_view<float const, 3, backend::space_t<Backend>>
                       !spans_overlap(lse, out),
                   "attn::masked_attention: lse overlaps q, k, v or out in memory");
   }
+}
+
+/// The parameters the kernels receive: the resolved scale (never 0) and the causal flag.
+[[nodiscard]] inline attention_params resolve_params(attention_options const& opt, index_t head_dim) noexcept {
+  return {opt.scale != 0.0f ? opt.scale : static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim))),
+          opt.causal};
+}
+
+/// Validated entry of the seq_offsets overloads: builds the per-sequence ranges in scratch and
+/// runs the backend.
+template <backend::tag Backend, class KV>
+void run_masked_attention(tensor_view<float const, 3, backend::space_t<Backend>> q,
+                          tensor_view<KV const, 3, backend::space_t<Backend>> k,
+                          tensor_view<KV const, 3, backend::space_t<Backend>> v, seq_offsets const& q_seqs,
+                          seq_offsets const& kv_seqs, tensor_view<float, 3, backend::space_t<Backend>> out,
+                          exec_ctx<Backend>& ctx, attention_options const& opt,
+                          tensor_view<float, 2, backend::space_t<Backend>> lse,
+                          std::span<std::uint8_t const> masked_seqs) {
+  check_attention_operands(q, k, v, out, opt, lse);
+  index_t const n_q = q.extent(0), n_kv = k.extent(0);
+  TESSERA_CHECK(q_seqs.n_seqs() == kv_seqs.n_seqs(), "attn::masked_attention: q_seqs has ", q_seqs.n_seqs(),
+                " sequences, kv_seqs has ", kv_seqs.n_seqs());
+  TESSERA_CHECK(q_seqs.n_tokens() == n_q, "attn::masked_attention: q has ", n_q, " tokens, q_seqs covers ",
+                q_seqs.n_tokens());
+  TESSERA_CHECK(kv_seqs.n_tokens() == n_kv, "attn::masked_attention: k and v have ", n_kv,
+                " tokens, kv_seqs covers ", kv_seqs.n_tokens());
+  TESSERA_CHECK(masked_seqs.empty() || static_cast<index_t>(masked_seqs.size()) == q_seqs.n_seqs(),
+                "attn::masked_attention: masked_seqs must be empty or have one entry per sequence (",
+                q_seqs.n_seqs(), "), got ", masked_seqs.size());
+  for (std::size_t s = 0; s < masked_seqs.size(); ++s)
+    TESSERA_CHECK(masked_seqs[s] <= 1, "attn::masked_attention: masked_seqs entries must be 0 or 1, sequence ", s,
+                  " has ", static_cast<int>(masked_seqs[s]));
   if (n_q == 0) return;
 
-  attention_params const params{opt.scale != 0.0f ? opt.scale : static_cast<float>(1.0 / std::sqrt(
-                                                                    static_cast<double>(head_dim))),
-                                opt.causal};
   auto const n_seqs = static_cast<std::size_t>(q_seqs.n_seqs());
   backend::scratch_arena::frame frame = ctx.scratch().open();
   seq_range* const ranges = frame.alloc<seq_range>(n_seqs);  // [n_seqs]
@@ -158,7 +177,39 @@ void run_masked_attention(tensor_view<float const, 3, backend::space_t<Backend>>
     ranges[s] = {q_seqs.begin(i), q_seqs.end(i), kv_seqs.begin(i), masked ? kv_seqs.begin(i) : kv_seqs.end(i)};
   }
   detail::masked_attention_impl<Backend>::run(q, k, v, std::span<seq_range const>(ranges, n_seqs), out, lse,
-                                              params, ctx);
+                                              resolve_params(opt, q.extent(2)), ctx);
+}
+
+/// Validated entry of the explicit-range overloads.
+template <backend::tag Backend, class KV>
+void run_ranged_attention(tensor_view<float const, 3, backend::space_t<Backend>> q,
+                          tensor_view<KV const, 3, backend::space_t<Backend>> k,
+                          tensor_view<KV const, 3, backend::space_t<Backend>> v, std::span<seq_range const> ranges,
+                          tensor_view<float, 3, backend::space_t<Backend>> out, exec_ctx<Backend>& ctx,
+                          attention_options const& opt, tensor_view<float, 2, backend::space_t<Backend>> lse) {
+  check_attention_operands(q, k, v, out, opt, lse);
+  index_t const n_q = q.extent(0), n_kv = k.extent(0);
+  for (std::size_t s = 0; s < ranges.size(); ++s) {
+    seq_range const& r = ranges[s];
+    TESSERA_CHECK(0 <= r.q_begin && r.q_begin <= r.q_end && r.q_end <= n_q, "attn::masked_attention: range ", s,
+                  " has queries [", r.q_begin, ", ", r.q_end, "), outside q's [0, ", n_q, ")");
+    TESSERA_CHECK(0 <= r.kv_begin && r.kv_begin <= r.kv_end && r.kv_end <= n_kv, "attn::masked_attention: range ",
+                  s, " has keys [", r.kv_begin, ", ", r.kv_end, "), outside k's [0, ", n_kv, ")");
+  }
+  if (ranges.empty() || n_q == 0) return;
+  // Each output row is written by one range: the query ranges must not overlap.
+  backend::scratch_arena::frame frame = ctx.scratch().open();
+  auto* const order = frame.alloc<seq_range>(ranges.size());  // [n_ranges] sorted by q_begin
+  std::copy(ranges.begin(), ranges.end(), order);
+  std::sort(order, order + ranges.size(), [](seq_range const& a, seq_range const& b) { return a.q_begin < b.q_begin; });
+  index_t covered = 0;
+  for (std::size_t s = 0; s < ranges.size(); ++s) {
+    if (order[s].q_begin == order[s].q_end) continue;
+    TESSERA_CHECK(order[s].q_begin >= covered, "attn::masked_attention: query ranges overlap at token ",
+                  order[s].q_begin, " (each query row belongs to at most one range)");
+    covered = order[s].q_end;
+  }
+  detail::masked_attention_impl<Backend>::run(q, k, v, ranges, out, lse, resolve_params(opt, q.extent(2)), ctx);
 }
 
 }  // namespace detail
@@ -195,7 +246,7 @@ void masked_attention(tensor_view<float const, 3, backend::space_t<Backend>> q,
                       exec_ctx<Backend>& ctx, attention_options const& opt = {},
                       tensor_view<float, 2, backend::space_t<Backend>> lse = {},
                       std::span<std::uint8_t const> masked_seqs = {}) {
-  detail::run_masked_attention<Backend>(q, k, v, q_seqs, kv_seqs, out, ctx, opt, lse, masked_seqs);
+  detail::run_masked_attention<Backend, float>(q, k, v, q_seqs, kv_seqs, out, ctx, opt, lse, masked_seqs);
 }
 
 /// Self-attention shorthand: q_seqs == kv_seqs == seqs (the ViT case: one sequence per image).
@@ -206,7 +257,38 @@ void masked_attention(tensor_view<float const, 3, backend::space_t<Backend>> q,
                       tensor_view<float, 3, backend::space_t<Backend>> out, exec_ctx<Backend>& ctx,
                       attention_options const& opt = {}, tensor_view<float, 2, backend::space_t<Backend>> lse = {},
                       std::span<std::uint8_t const> masked_seqs = {}) {
-  detail::run_masked_attention<Backend>(q, k, v, seqs, seqs, out, ctx, opt, lse, masked_seqs);
+  detail::run_masked_attention<Backend, float>(q, k, v, seqs, seqs, out, ctx, opt, lse, masked_seqs);
+}
+
+/// Attention over explicit per-sequence ranges, the form a KV cache uses: range s lets queries
+/// [q_begin, q_end) see keys / values [kv_begin, kv_end) (with the causal rule of `opt`,
+/// bottom-right aligned: the last query sees every key of its range). Key ranges may lie anywhere
+/// in k / v, overlap, or leave gaps (e.g. each sequence's slot of a preallocated cache, filled to
+/// its current length); query ranges must not overlap. Query rows outside every range are not
+/// written.
+///   q:   [n_q_tokens, n_heads, head_dim] f32;  out: like q, f32;
+///   k, v: [n_kv_tokens, n_kv_heads, head_dim], f32 or bf16 (a bf16 cache: widened exactly, all
+///        arithmetic f32); token and head strides free, last dimension contiguous.
+///   lse: optional [n_heads, n_q_tokens] (as above).
+/// Errors (tessera::error): everything the seq_offsets overloads check, plus ranges outside q or k
+/// and overlapping query ranges. Workspace and determinism as above.
+template <backend::tag Backend = TESSERA_DEFAULT_BACKEND>
+void masked_attention(tensor_view<float const, 3, backend::space_t<Backend>> q,
+                      tensor_view<float const, 3, backend::space_t<Backend>> k,
+                      tensor_view<float const, 3, backend::space_t<Backend>> v, std::span<seq_range const> ranges,
+                      tensor_view<float, 3, backend::space_t<Backend>> out, exec_ctx<Backend>& ctx,
+                      attention_options const& opt = {}, tensor_view<float, 2, backend::space_t<Backend>> lse = {}) {
+  detail::run_ranged_attention<Backend, float>(q, k, v, ranges, out, ctx, opt, lse);
+}
+
+/// The same with a bf16 K / V (a bf16 KV cache).
+template <backend::tag Backend = TESSERA_DEFAULT_BACKEND>
+void masked_attention(tensor_view<float const, 3, backend::space_t<Backend>> q,
+                      tensor_view<bf16 const, 3, backend::space_t<Backend>> k,
+                      tensor_view<bf16 const, 3, backend::space_t<Backend>> v, std::span<seq_range const> ranges,
+                      tensor_view<float, 3, backend::space_t<Backend>> out, exec_ctx<Backend>& ctx,
+                      attention_options const& opt = {}, tensor_view<float, 2, backend::space_t<Backend>> lse = {}) {
+  detail::run_ranged_attention<Backend, bf16>(q, k, v, ranges, out, ctx, opt, lse);
 }
 
 }  // namespace tessera::attn

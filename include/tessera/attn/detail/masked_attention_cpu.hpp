@@ -93,9 +93,11 @@ struct masked_attention_impl<backend::cpu_simd<Arch>> {
     std::int32_t n_tiles;  ///< query tiles in the item (<= max_chunk)
   };
 
-  /// Everything the tile loop reads besides the per-thread scratch.
+  /// Everything the tile loop reads besides the per-thread scratch. KV: float or bf16.
+  template <class KV>
   struct problem {
-    tensor_view<float const, 3> q, k, v;  // [n_q_tokens, n_heads, head_dim], [n_kv_tokens, n_kv_heads, head_dim] x 2
+    tensor_view<float const, 3> q;        // [n_q_tokens, n_heads, head_dim]
+    tensor_view<KV const, 3> k, v;        // [n_kv_tokens, n_kv_heads, head_dim] each
     tensor_view<float, 3> out;            // [n_q_tokens, n_heads, head_dim]
     tensor_view<float, 2> lse;            // [n_heads, n_q_tokens] or empty
     std::span<seq_range const> ranges;
@@ -104,15 +106,16 @@ struct masked_attention_impl<backend::cpu_simd<Arch>> {
     bool causal;
   };
 
+  template <class KV>
   static void run(tensor_view<float const, 3> q,  // [n_q_tokens, n_heads, head_dim]
-                  tensor_view<float const, 3> k,  // [n_kv_tokens, n_kv_heads, head_dim]
-                  tensor_view<float const, 3> v,  // [n_kv_tokens, n_kv_heads, head_dim]
+                  tensor_view<KV const, 3> k,     // [n_kv_tokens, n_kv_heads, head_dim] f32 or bf16
+                  tensor_view<KV const, 3> v,     // [n_kv_tokens, n_kv_heads, head_dim] f32 or bf16
                   std::span<seq_range const> ranges,
                   tensor_view<float, 3> out,      // [n_q_tokens, n_heads, head_dim]
                   tensor_view<float, 2> lse,      // [n_heads, n_q_tokens] or empty
                   attention_params const& p, exec_ctx<backend::cpu_simd<Arch>>& ctx) {
     index_t const n_heads = q.extent(1), head_dim = q.extent(2), group = n_heads / k.extent(1);
-    problem const pb{q, k, v, out, lse, ranges, head_dim, group, p.scale * log2e, p.causal};
+    problem<KV> const pb{q, k, v, out, lse, ranges, head_dim, group, p.scale * log2e, p.causal};
     // Tile shape: all heads of a group share the tile when they fit, tokens fill the rest.
     index_t const nh = std::min<index_t>(group, BR), nq = BR / nh, n_sub = (group + nh - 1) / nh;
     index_t total_tiles = 0;
@@ -226,8 +229,20 @@ struct masked_attention_impl<backend::cpu_simd<Arch>> {
 
   /// One work item: for each key tile, pack K / V once, then for each query tile of the item:
   /// scores, causal mask on the diagonal, online softmax, P V; finally write out / lse.
-  template <int HD>
-  static void process(problem const& pb, work_item const& it, float* scratch) noexcept {
+  /// Copies one row of n keys or values into packed f32 scratch (bf16 widened exactly).
+  template <class KV>
+  static void copy_row(float* dst, KV const* src, index_t n) noexcept {
+    if constexpr (std::is_same_v<KV, float>) {
+      std::memcpy(dst, src, static_cast<std::size_t>(n) * sizeof(float));
+    } else {
+      index_t d = 0;
+      for (; d + L <= n; d += L) backend::cpu_detail::load_as_float<Arch>(src + d).store_unaligned(dst + d);
+      for (; d < n; ++d) dst[d] = src[d].to_float();
+    }
+  }
+
+  template <int HD, class KV>
+  static void process(problem<KV> const& pb, work_item const& it, float* scratch) noexcept {
     constexpr int DR = pick_dr(HD);
     constexpr float inf = std::numeric_limits<float>::infinity();
     index_t const hd = HD > 0 ? HD : pb.head_dim;
@@ -282,8 +297,8 @@ struct masked_attention_impl<backend::cpu_simd<Arch>> {
       // Packed contiguously, the tile's rows no longer sit a token stride apart (15 KB in a fused
       // ViT qkv buffer: one 4 KiB page and a few L1 sets per row) and every query tile reuses them.
       for (int j = 0; j < bc; ++j) {
-        std::memcpy(kt + j * hd, &pb.k(r.kv_begin + j0 + j, kv_head, index_t{0}), static_cast<std::size_t>(hd) * sizeof(float));
-        std::memcpy(vt + j * hd, &pb.v(r.kv_begin + j0 + j, kv_head, index_t{0}), static_cast<std::size_t>(hd) * sizeof(float));
+        copy_row(kt + j * hd, &pb.k(r.kv_begin + j0 + j, kv_head, index_t{0}), hd);
+        copy_row(vt + j * hd, &pb.v(r.kv_begin + j0 + j, kv_head, index_t{0}), hd);
       }
       for (int t = 0; t < it.n_tiles; ++t) {
         tile_state const& s = ts[t];

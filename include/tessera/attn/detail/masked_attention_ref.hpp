@@ -8,6 +8,7 @@
 
 #include <tessera/backend/backend.hpp>
 #include <tessera/backend/exec_ctx.hpp>
+#include <tessera/core/dtype.hpp>
 #include <tessera/core/tensor_view.hpp>
 
 #include <algorithm>
@@ -20,9 +21,10 @@ namespace tessera::attn::detail {
 
 template <>
 struct masked_attention_impl<backend::reference> {
+  template <class KV>
   static void run(tensor_view<float const, 3> q,    // [n_q_tokens, n_heads, head_dim]
-                  tensor_view<float const, 3> k,    // [n_kv_tokens, n_kv_heads, head_dim]
-                  tensor_view<float const, 3> v,    // [n_kv_tokens, n_kv_heads, head_dim]
+                  tensor_view<KV const, 3> k,       // [n_kv_tokens, n_kv_heads, head_dim] f32 or bf16
+                  tensor_view<KV const, 3> v,       // [n_kv_tokens, n_kv_heads, head_dim] f32 or bf16
                   std::span<seq_range const> ranges,
                   tensor_view<float, 3> out,        // [n_q_tokens, n_heads, head_dim]
                   tensor_view<float, 2> lse,        // [n_heads, n_q_tokens] or empty
@@ -49,9 +51,9 @@ struct masked_attention_impl<backend::reference> {
           // Pass 1: scaled scores and their maximum.
           double max = -std::numeric_limits<double>::infinity();
           for (index_t j = 0; j < n_seen; ++j) {
-            float const* const krow = &k(r.kv_begin + j, g, index_t{0});
+            KV const* const krow = &k(r.kv_begin + j, g, index_t{0});
             double dot = 0;
-            for (index_t d = 0; d < head_dim; ++d) dot += static_cast<double>(qrow[d]) * krow[d];
+            for (index_t d = 0; d < head_dim; ++d) dot += static_cast<double>(qrow[d]) * to_float(krow[d]);
             score[j] = scale * dot;
             max = std::max(max, score[j]);
           }
@@ -60,9 +62,9 @@ struct masked_attention_impl<backend::reference> {
           for (index_t d = 0; d < head_dim; ++d) acc[d] = 0;
           for (index_t j = 0; j < n_seen; ++j) {
             double const e = std::exp(score[j] - max);
-            float const* const vrow = &v(r.kv_begin + j, g, index_t{0});
+            KV const* const vrow = &v(r.kv_begin + j, g, index_t{0});
             sum += e;
-            for (index_t d = 0; d < head_dim; ++d) acc[d] += e * vrow[d];
+            for (index_t d = 0; d < head_dim; ++d) acc[d] += e * to_float(vrow[d]);
           }
           // No visible key: out = 0, lse = -inf (sum = 0 and max = -inf).
           for (index_t d = 0; d < head_dim; ++d) out(qi, h, d) = n_seen > 0 ? static_cast<float>(acc[d] / sum) : 0.0f;
