@@ -41,3 +41,5 @@
 #include <tessera/vision/vision_encoder.hpp>
 #include <tessera/vision/qwen2vl_encoder.hpp>
 #include <tessera/vision/navit_encoder.hpp>
+#include <tessera/text/kv_cache.hpp>
+#include <tessera/text/qwen2_decoder.hpp>

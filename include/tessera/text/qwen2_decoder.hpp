@@ -1,0 +1,474 @@
+// SPDX-License-Identifier: Apache-2.0
+// text::qwen2_decoder -- the Qwen2 / Qwen2.5 decoder (transformers' Qwen2ForCausalLM, and
+// POINTS1.5's CustomLlama, which is the same network under other names) built from tessera's
+// blocks: token embedding, n_layers x { RMSNorm, attention (q / k / v with bias, o without; GQA;
+// 1-D RoPE; causal over the KV cache), RMSNorm, SwiGLU MLP }, final RMSNorm, LM head (tied or
+// untied). Several sequences run in one pass: their new tokens are packed (seq_offsets), each
+// reads and extends its own slot of a text::kv_cache. See docs/decoder.md.
+#pragma once
+
+#include <tessera/attn/masked_attention.hpp>
+#include <tessera/backend/backend.hpp>
+#include <tessera/backend/exec_ctx.hpp>
+#include <tessera/core/dtype.hpp>
+#include <tessera/core/error.hpp>
+#include <tessera/core/seq_offsets.hpp>
+#include <tessera/core/tensor_view.hpp>
+#include <tessera/io/config.hpp>
+#include <tessera/io/safetensors.hpp>
+#include <tessera/io/weight_map.hpp>
+#include <tessera/nn/add.hpp>
+#include <tessera/nn/layer_norm.hpp>
+#include <tessera/nn/linear.hpp>
+#include <tessera/nn/rms_norm.hpp>
+#include <tessera/nn/swiglu.hpp>
+#include <tessera/posemb/rope_1d.hpp>
+#include <tessera/text/kv_cache.hpp>
+#include <tessera/text/tokenizer.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace tessera::text {
+
+/// Called with (stage, hidden states [n_tokens, d_model]) during decoder::forward: stage -1 = the
+/// embeddings, 0 .. n_layers - 1 = the output of layer i (HF: the forward output of
+/// model.layers[i]), n_layers = after the final norm. For golden tests and for taking a model
+/// apart; empty = no calls.
+using decoder_observer = std::function<void(index_t stage, tensor_view<float const, 2> hidden)>;
+
+/// Which positions get logits in qwen2_decoder::run.
+enum class logits_rows {
+  last,  ///< the last new token of each sequence: [n_seqs, vocab] (generation)
+  all,   ///< every new token: [n_tokens, vocab] (scoring a prompt, golden tests)
+};
+
+/// Numerics of a decoder.
+struct decoder_options {
+  /// Products of the linear layers (nn::product_precision): nothing = the weight type's default
+  /// (bf16 weights: bf16 products, as a bf16 PyTorch model; f32 / f16 weights: f32 products).
+  /// product_precision::f32 with bf16 weights computes the f32 model of the same weights exactly.
+  std::optional<nn::product_precision> precision;
+};
+
+/// The Qwen2 decoder over weights of type T (f32, bf16 or f16; views, typically into the mmapped
+/// checkpoint). Activations, norms, RoPE, softmax and accumulation are f32 whatever T is.
+/// Immutable after construction: one decoder may serve several threads, each with its own
+/// exec_ctx and kv_cache.
+template <backend::tag Backend, weight_type T>
+class qwen2_decoder {
+ public:
+  using weight_t = T;
+
+  /// Checks the config (what this decoder supports) and every weight's shape against it; throws
+  /// tessera::error naming the tensor or the field. `keep_alive` holds whatever owns the
+  /// weights' memory (e.g. the checkpoint), so the decoder may outlive its creator's handles.
+  qwen2_decoder(io::decoder_config const& config, io::decoder_weights<T> weights, decoder_options const& options = {},
+                std::shared_ptr<void const> keep_alive = {})
+      : config_(config), weights_(std::move(weights)), keep_alive_(std::move(keep_alive)),
+        precision_(options.precision.value_or(nn::default_precision_v<T>)) {
+    io::decoder_config const& c = config_;
+    TESSERA_CHECK(c.n_layers >= 1 && c.d_model >= 1 && c.n_heads >= 1 && c.n_kv_heads >= 1 && c.head_dim >= 1 &&
+                      c.d_ff >= 1 && c.vocab_size >= 1,
+                  "text::qwen2_decoder: config sizes must be positive (layers ", c.n_layers, ", d_model ", c.d_model,
+                  ", heads ", c.n_heads, "/", c.n_kv_heads, ", head_dim ", c.head_dim, ", d_ff ", c.d_ff, ", vocab ",
+                  c.vocab_size, ")");
+    TESSERA_CHECK(c.n_heads % c.n_kv_heads == 0, "text::qwen2_decoder: n_heads ", c.n_heads,
+                  " is not a multiple of n_kv_heads ", c.n_kv_heads);
+    TESSERA_CHECK(c.activation == io::activation_kind::silu, "text::qwen2_decoder: the MLP gate activation must be ",
+                  "silu (SwiGLU), the config says ", io::name_of(c.activation));
+    TESSERA_CHECK(c.rotary_dim >= 2 && c.rotary_dim % 2 == 0 && c.rotary_dim <= c.head_dim,
+                  "text::qwen2_decoder: rotary_dim ", c.rotary_dim, " must be even and in [2, head_dim = ", c.head_dim,
+                  "]");
+    TESSERA_CHECK(c.rope_position_scale == 1.0, "text::qwen2_decoder: rotary position scaling (CustomLlama ",
+                  "rotary_compress) ", c.rope_position_scale, " is not supported; only 1");
+    TESSERA_CHECK(c.rope_theta > 0 && c.norm_eps > 0, "text::qwen2_decoder: rope_theta (", c.rope_theta,
+                  ") and the norm eps (", c.norm_eps, ") must be positive");
+    TESSERA_CHECK((precision_ == nn::product_precision::f32 || std::is_same_v<std::remove_cv_t<T>, bf16>),
+                  "text::qwen2_decoder: bf16 products need bf16 weights");
+    check_weights();
+  }
+
+  [[nodiscard]] io::decoder_config const& config() const noexcept { return config_; }
+  [[nodiscard]] io::decoder_weights<T> const& weights() const noexcept { return weights_; }
+  [[nodiscard]] nn::product_precision precision() const noexcept { return precision_; }
+  [[nodiscard]] index_t d_model() const noexcept { return config_.d_model; }
+  [[nodiscard]] index_t vocab_size() const noexcept { return config_.vocab_size; }
+
+  /// The cache shape this decoder needs for n_slots sequences of max_context positions.
+  [[nodiscard]] kv_cache_shape cache_shape(index_t n_slots, index_t max_context) const noexcept {
+    return {config_.n_layers, n_slots, max_context, config_.n_kv_heads, config_.head_dim};
+  }
+
+  /// Weight bytes one decode step streams: every layer's matrices, plus the LM head (the
+  /// embedding rows read are negligible). The numerator of the decode roofline.
+  [[nodiscard]] std::size_t decode_weight_bytes() const noexcept {
+    io::decoder_config const& c = config_;
+    auto const per_layer = static_cast<std::size_t>(c.d_model * (c.q_dim() + 2 * c.kv_dim()) + c.q_dim() * c.d_model +
+                                                    3 * c.d_model * c.d_ff);
+    return (per_layer * static_cast<std::size_t>(c.n_layers) + static_cast<std::size_t>(c.vocab_size * c.d_model)) *
+           sizeof(T);
+  }
+
+  /// Scratch floats forward() takes for n_tokens tokens (besides what the blocks take).
+  [[nodiscard]] index_t forward_workspace(index_t n_tokens) const noexcept {
+    io::decoder_config const& c = config_;
+    return n_tokens * (2 * c.d_model + c.q_dim() + 2 * c.kv_dim() + c.q_dim() + 2 * c.d_ff + 1);
+  }
+
+  /// The embedding rows of `ids` as f32 into x [n_tokens, d_model] (rows may be strided, last
+  /// dimension contiguous). Throws tessera::error for an id outside [0, vocab_size).
+  void embed(std::span<token_id const> ids, tensor_view<float, 2> x) const {
+    index_t const n = static_cast<index_t>(ids.size()), d = config_.d_model;
+    TESSERA_CHECK(x.extent(0) == n && x.extent(1) == d, "text::qwen2_decoder::embed: x must be [", n, ", ", d,
+                  "], got [", x.extent(0), ", ", x.extent(1), "]");
+    TESSERA_CHECK(x.is_row_contiguous(), "text::qwen2_decoder::embed: the last dimension of x must be contiguous");
+    for (index_t t = 0; t < n; ++t) {
+      token_id const id = ids[static_cast<std::size_t>(t)];
+      TESSERA_CHECK(id >= 0 && id < config_.vocab_size, "text::qwen2_decoder::embed: token ", t, " has id ", id,
+                    ", outside the vocabulary [0, ", config_.vocab_size, ")");
+      T const* const src = weights_.embed.row(id);
+      float* const dst = x.row(t);
+      for (index_t j = 0; j < d; ++j) dst[j] = to_float(src[j]);  // widening: exact
+    }
+  }
+
+  /// Runs the new tokens of n_seqs sequences through every layer and the final norm, in place.
+  ///   x:     [n_tokens, d_model] f32: the input embeddings (embed(), or any rows a caller splices
+  ///          in, e.g. a VLM's image tokens); on return the final-norm hidden states. Rows may be
+  ///          strided, last dimension contiguous.
+  ///   seqs:  the packing of the new tokens: sequence s owns rows [seqs.begin(s), seqs.end(s)).
+  ///   slots: one distinct cache slot per sequence. Sequence s continues the sequence held in
+  ///          slot slots[s]: its new tokens take positions length(slot), length(slot) + 1, ...
+  ///          and attend causally to everything before them in the slot (an empty slot = a new
+  ///          prompt). On return the slot's length has grown by the sequence's token count.
+  ///   cache: with n_layers layers, n_kv_heads and head_dim of this decoder.
+  /// Throws tessera::error (before any change to x or the cache) for mismatched shapes, slots
+  /// outside the cache or repeated, and a sequence that would exceed the cache's max_context.
+  /// Workspace: forward_workspace(n_tokens) floats plus the blocks' own, from ctx.scratch().
+  /// Determinism: bitwise reproducible for a backend, shape and thread count; a sequence's
+  /// results do not depend on the other sequences of the batch.
+  template <attn::kv_element KV>
+  void forward(tensor_view<float, 2> x, seq_offsets const& seqs, std::span<index_t const> slots, kv_cache<KV>& cache,
+               exec_ctx<Backend>& ctx, decoder_observer const& observe = {}) const {
+    io::decoder_config const& c = config_;
+    index_t const n = x.extent(0), d = c.d_model, H = c.n_heads, G = c.n_kv_heads, hd = c.head_dim;
+    index_t const qd = c.q_dim(), kvd = c.kv_dim(), ff = c.d_ff;
+    TESSERA_CHECK(x.extent(1) == d && seqs.n_tokens() == n, "text::qwen2_decoder::forward: x must be [",
+                  seqs.n_tokens(), ", ", d, "] (the tokens of seqs), got [", n, ", ", x.extent(1), "]");
+    TESSERA_CHECK(x.is_row_contiguous(), "text::qwen2_decoder::forward: the last dimension of x must be contiguous");
+    check_cache(cache, seqs, slots);
+    if (n == 0) return;
+    auto const stage = [&](index_t s) {
+      if (observe) observe(s, x);
+    };
+
+    auto frame = ctx.scratch().open();
+    auto alloc = [&](index_t count) { return frame.template alloc<float>(static_cast<std::size_t>(count)); };
+    tensor_view<float, 2> const h(alloc(n * d), {n, d});                      // [n_tokens, d_model] normed input
+    index_t const qkv_w = qd + 2 * kvd;
+    float* const qkv = alloc(n * qkv_w);                                      // [n_tokens, q | k | v]
+    tensor_view<float, 3> const att(alloc(n * qd), {n, H, hd});              // [n_tokens, n_heads, head_dim]
+    tensor_view<float, 2> const tmp(alloc(n * d), {n, d});                    // [n_tokens, d_model] block output
+    tensor_view<float, 2> const ffn(alloc(n * 2 * ff), {n, 2 * ff});          // [n_tokens, gate | up] or [up | gate]
+    auto* const positions = frame.template alloc<std::int32_t>(static_cast<std::size_t>(n));  // [n_tokens]
+    auto* const cache_row = frame.template alloc<index_t>(static_cast<std::size_t>(n));        // [n_tokens]
+    auto const n_seqs = static_cast<std::size_t>(seqs.n_seqs());
+    auto* const ranges = frame.template alloc<attn::seq_range>(n_seqs);  // [n_seqs]
+    for (std::size_t s = 0; s < n_seqs; ++s) {
+      auto const si = static_cast<index_t>(s);
+      index_t const slot = slots[s], past = cache.length(slot), row0 = cache.slot_row(slot);
+      for (index_t i = seqs.begin(si); i < seqs.end(si); ++i) {
+        index_t const p = past + (i - seqs.begin(si));
+        positions[i] = static_cast<std::int32_t>(p);
+        cache_row[i] = row0 + p;
+      }
+      ranges[s] = {seqs.begin(si), seqs.end(si), row0, row0 + past + seqs.length(si)};
+    }
+    tensor_view<std::int32_t const, 1> const pos_view(positions, {n});
+    std::span<attn::seq_range const> const attn_ranges(ranges, n_seqs);
+    bool const fused = weights_.layers.front().kv_fused.has_value();
+    // q | k | v views into the projection buffer. CustomLlama's key_value_dense interleaves K and
+    // V per KV head ([k_0 v_0 k_1 v_1 ...]); HF's separate k_proj / v_proj give [k_0 k_1 ... v_0 v_1 ...].
+    tensor_view<float, 2> const qcols(qkv, {n, qd}, {qkv_w, 1});              // [n_tokens, n_heads * head_dim]
+    tensor_view<float, 3> const q(qkv, {n, H, hd}, {qkv_w, hd, 1});           // [n_tokens, n_heads, head_dim]
+    tensor_view<float, 3> const k(qkv + qd, {n, G, hd}, {qkv_w, fused ? 2 * hd : hd, 1});            // [n_tokens, n_kv_heads, head_dim]
+    tensor_view<float, 3> const v(qkv + qd + (fused ? hd : kvd), {n, G, hd}, {qkv_w, fused ? 2 * hd : hd, 1});  // [n_tokens, n_kv_heads, head_dim]
+    std::array<index_t, 3> const rot_ext{n, H, c.rotary_dim};
+    tensor_view<float, 3> const q_rot(qkv, rot_ext, q.strides());                       // [n_tokens, n_heads, rotary_dim]
+    tensor_view<float, 3> const k_rot(k.data(), {n, G, c.rotary_dim}, k.strides());     // [n_tokens, n_kv_heads, rotary_dim]
+    auto const theta = static_cast<float>(c.rope_theta);
+    auto const eps = static_cast<float>(c.norm_eps);
+
+    stage(-1);
+    for (index_t l = 0; l < c.n_layers; ++l) {
+      io::decoder_layer_weights<T> const& w = weights_.layers[static_cast<std::size_t>(l)];
+      // ---- attention ----
+      norm(x, w.input_norm, eps, h, ctx);
+      linear(h, w.q, qcols, ctx);
+      if (fused) {
+        tensor_view<float, 2> const kvcols(qkv + qd, {n, 2 * kvd}, {qkv_w, 1});  // [n_tokens, (k_g | v_g) per head]
+        linear(h, *w.kv_fused, kvcols, ctx);
+      } else {
+        tensor_view<float, 2> const kcols(qkv + qd, {n, kvd}, {qkv_w, 1});        // [n_tokens, n_kv_heads * head_dim]
+        tensor_view<float, 2> const vcols(qkv + qd + kvd, {n, kvd}, {qkv_w, 1});  // [n_tokens, n_kv_heads * head_dim]
+        nn::linear<Backend>(h, flat(w.k.weight), flat_bias(w.k.bias), kcols, ctx, precision_);
+        nn::linear<Backend>(h, flat(w.v.weight), flat_bias(w.v.bias), vcols, ctx, precision_);
+      }
+      posemb::rope_1d<Backend>(q_rot, pos_view, theta, ctx);
+      posemb::rope_1d<Backend>(k_rot, pos_view, theta, ctx);
+      store_kv(k, v, cache_row, cache.keys(l), cache.values(l));
+      attn::masked_attention<Backend>(tensor_view<float const, 3>(q), cache.keys(l), cache.values(l), attn_ranges,
+                                      att, ctx, attn::attention_options{.causal = true, .scale = 0.0f});
+      linear(tensor_view<float const, 2>(att.data(), {n, qd}), w.o, tmp, ctx);
+      nn::add<Backend>(x, tmp, x, ctx);
+      // ---- MLP: down(silu(gate(x)) * up(x)) ----
+      norm(x, w.post_norm, eps, h, ctx);
+      tensor_view<float, 2> gate, up;
+      if (w.up_gate_fused) {  // CustomLlama dense_h_to_4h: [up | gate]
+        linear(h, *w.up_gate_fused, ffn, ctx);
+        up = tensor_view<float, 2>(ffn.data(), {n, ff}, {2 * ff, 1});
+        gate = tensor_view<float, 2>(ffn.data() + ff, {n, ff}, {2 * ff, 1});
+      } else {
+        gate = tensor_view<float, 2>(ffn.data(), {n, ff}, {2 * ff, 1});
+        up = tensor_view<float, 2>(ffn.data() + ff, {n, ff}, {2 * ff, 1});
+        linear(h, w.gate, gate, ctx);
+        linear(h, w.up, up, ctx);
+      }
+      nn::swiglu<Backend>(gate, up, gate, ctx);
+      linear(gate, w.down, tmp, ctx);
+      nn::add<Backend>(x, tmp, x, ctx);
+      stage(l);
+    }
+    norm(x, weights_.final_norm, eps, x, ctx);
+    stage(c.n_layers);
+    for (std::size_t s = 0; s < n_seqs; ++s) {
+      index_t const slot = slots[s];
+      cache.set_length(slot, cache.length(slot) + seqs.length(static_cast<index_t>(s)));
+    }
+  }
+
+  /// Logits of hidden rows: logits = hidden @ lm_head^T (HF lm_head, no bias).
+  ///   hidden: [n_rows, d_model] f32 (final-norm hidden states); logits: [n_rows, vocab_size] f32.
+  void lm_head(tensor_view<float const, 2> hidden, tensor_view<float, 2> logits, exec_ctx<Backend>& ctx) const {
+    TESSERA_CHECK(hidden.extent(1) == config_.d_model && logits.extent(0) == hidden.extent(0) &&
+                      logits.extent(1) == config_.vocab_size,
+                  "text::qwen2_decoder::lm_head: hidden must be [n, ", config_.d_model, "] and logits [n, ",
+                  config_.vocab_size, "], got [", hidden.extent(0), ", ", hidden.extent(1), "] and [", logits.extent(0),
+                  ", ", logits.extent(1), "]");
+    nn::linear<Backend>(hidden, weights_.lm_head, logits, ctx, precision_);
+  }
+
+  /// embed + forward + lm_head: the logits of the new tokens of each sequence.
+  ///   ids:    [n_tokens], packed by seqs; slots, cache: as in forward().
+  ///   logits: [n_seqs, vocab] for logits_rows::last (every sequence must have at least one new
+  ///           token), [n_tokens, vocab] for logits_rows::all.
+  template <attn::kv_element KV>
+  void run(std::span<token_id const> ids, seq_offsets const& seqs, std::span<index_t const> slots, kv_cache<KV>& cache,
+           tensor_view<float, 2> logits, exec_ctx<Backend>& ctx, logits_rows rows = logits_rows::last,
+           decoder_observer const& observe = {}) const {
+    index_t const n = static_cast<index_t>(ids.size()), d = config_.d_model;
+    TESSERA_CHECK(seqs.n_tokens() == n, "text::qwen2_decoder::run: ", n, " ids, the packing covers ", seqs.n_tokens());
+    index_t const want_rows = rows == logits_rows::last ? seqs.n_seqs() : n;
+    TESSERA_CHECK(logits.extent(0) == want_rows && logits.extent(1) == config_.vocab_size,
+                  "text::qwen2_decoder::run: logits must be [", want_rows, ", ", config_.vocab_size, "], got [",
+                  logits.extent(0), ", ", logits.extent(1), "]");
+    if (rows == logits_rows::last)
+      for (index_t s = 0; s < seqs.n_seqs(); ++s)
+        TESSERA_CHECK(seqs.length(s) >= 1, "text::qwen2_decoder::run: sequence ", s,
+                      " has no new token, so it has no last-token logits");
+    auto frame = ctx.scratch().open();
+    tensor_view<float, 2> const x(frame.template alloc<float>(static_cast<std::size_t>(n * d)), {n, d});  // [n_tokens, d_model]
+    embed(ids, x);
+    forward(x, seqs, slots, cache, ctx, observe);
+    if (rows == logits_rows::all) {
+      lm_head(x, logits, ctx);
+      return;
+    }
+    // Only the last token of each sequence: gather those rows, one GEMV-shaped product.
+    index_t const ns = seqs.n_seqs();
+    tensor_view<float, 2> const last(frame.template alloc<float>(static_cast<std::size_t>(ns * d)), {ns, d});  // [n_seqs, d_model]
+    for (index_t s = 0; s < ns; ++s) std::copy_n(x.row(seqs.end(s) - 1), d, last.row(s));
+    lm_head(last, logits, ctx);
+  }
+
+ private:
+  /// A [n_kv, head_dim, d_model] K or V weight (contiguous for HF names) as [n_kv * head_dim, d_model].
+  [[nodiscard]] static tensor_view<T const, 2> flat(tensor_view<T const, 3> const& w) {
+    TESSERA_DEBUG_ASSERT(w.is_contiguous(), "qwen2_decoder: HF k / v weights are contiguous");
+    return tensor_view<T const, 2>(w.data(), {w.extent(0) * w.extent(1), w.extent(2)});
+  }
+  [[nodiscard]] static tensor_view<T const, 1> flat_bias(std::optional<tensor_view<T const, 2>> const& b) {
+    if (!b) return tensor_view<T const, 1>(nullptr, {0});
+    return tensor_view<T const, 1>(b->data(), {b->extent(0) * b->extent(1)});
+  }
+
+  void linear(tensor_view<float const, 2> in, io::linear_weights<T> const& w, tensor_view<float, 2> out,
+              exec_ctx<Backend>& ctx) const {
+    tensor_view<T const, 1> const bias = w.bias ? *w.bias : tensor_view<T const, 1>(nullptr, {0});
+    nn::linear<Backend>(in, w.weight, bias, out, ctx, precision_);
+  }
+
+  void norm(tensor_view<float const, 2> in, io::norm_weights<T> const& w, float eps, tensor_view<float, 2> out,
+            exec_ctx<Backend>& ctx) const {
+    if (config_.norm == io::norm_kind::rms_norm) {
+      nn::rms_norm<Backend>(in, w.weight, eps, out, ctx);
+    } else {
+      tensor_view<T const, 1> const bias = w.bias ? *w.bias : tensor_view<T const, 1>(nullptr, {0});
+      nn::layer_norm<Backend>(in, w.weight, bias, eps, out, ctx);
+    }
+  }
+
+  /// Writes the new tokens' rotated keys and their values into their cache rows (bf16: rounded
+  /// to nearest even, as PyTorch's .to(torch.bfloat16)).
+  template <class KV>
+  static void store_kv(tensor_view<float, 3> const& k, tensor_view<float, 3> const& v, index_t const* rows,
+                       tensor_view<KV, 3> const& keys, tensor_view<KV, 3> const& values) {
+    index_t const n = k.extent(0), G = k.extent(1), hd = k.extent(2);
+    for (index_t t = 0; t < n; ++t)
+      for (index_t g = 0; g < G; ++g) {
+        float const* const ks = &k(t, g, index_t{0});
+        float const* const vs = &v(t, g, index_t{0});
+        KV* const kd = &keys(rows[t], g, index_t{0});
+        KV* const vd = &values(rows[t], g, index_t{0});
+        for (index_t j = 0; j < hd; ++j) {
+          kd[j] = from_float<KV>(ks[j]);
+          vd[j] = from_float<KV>(vs[j]);
+        }
+      }
+  }
+
+  template <class KV>
+  void check_cache(kv_cache<KV> const& cache, seq_offsets const& seqs, std::span<index_t const> slots) const {
+    kv_cache_shape const& s = cache.shape();
+    TESSERA_CHECK(s.n_layers == config_.n_layers && s.n_kv_heads == config_.n_kv_heads &&
+                      s.head_dim == config_.head_dim,
+                  "text::qwen2_decoder: the cache is for ", s.n_layers, " layers of ", s.n_kv_heads, " x ", s.head_dim,
+                  " keys, the decoder has ", config_.n_layers, " layers of ", config_.n_kv_heads, " x ",
+                  config_.head_dim);
+    TESSERA_CHECK(static_cast<index_t>(slots.size()) == seqs.n_seqs(), "text::qwen2_decoder: ", seqs.n_seqs(),
+                  " sequences but ", slots.size(), " cache slots");
+    for (std::size_t i = 0; i < slots.size(); ++i) {
+      index_t const slot = slots[i];
+      TESSERA_CHECK(slot >= 0 && slot < s.n_slots, "text::qwen2_decoder: sequence ", i, " names cache slot ", slot,
+                    ", outside [0, ", s.n_slots, ")");
+      for (std::size_t j = 0; j < i; ++j)
+        TESSERA_CHECK(slots[j] != slot, "text::qwen2_decoder: sequences ", j, " and ", i, " both name cache slot ",
+                      slot);
+      index_t const need = cache.length(slot) + seqs.length(static_cast<index_t>(i));
+      TESSERA_CHECK(need <= s.max_context, "text::qwen2_decoder: sequence ", i, " would reach ", need,
+                    " positions in cache slot ", slot, ", beyond the cache's max_context ", s.max_context);
+    }
+  }
+
+  void check_weights() const {
+    io::decoder_config const& c = config_;
+    io::decoder_weights<T> const& w = weights_;
+    index_t const d = c.d_model, qd = c.q_dim(), kvd = c.kv_dim(), ff = c.d_ff;
+    auto mat = [](char const* what, index_t layer, tensor_view<T const, 2> const& m, index_t rows, index_t cols) {
+      TESSERA_CHECK(m.extent(0) == rows && m.extent(1) == cols && m.is_row_contiguous(), "text::qwen2_decoder: ",
+                    what, layer >= 0 ? " of layer " : "", layer >= 0 ? std::to_string(layer) : std::string(),
+                    " must be [", rows, ", ", cols, "] with contiguous rows, got [", m.extent(0), ", ", m.extent(1),
+                    "]");
+    };
+    auto vec = [](char const* what, index_t layer, std::optional<tensor_view<T const, 1>> const& b, index_t len,
+                  bool required) {
+      TESSERA_CHECK(b.has_value() || !required, "text::qwen2_decoder: ", what, " of layer ", layer,
+                    " is missing (the config says it exists)");
+      TESSERA_CHECK(!b || (b->extent(0) == len && (len <= 1 || b->stride(0) == 1)), "text::qwen2_decoder: ", what,
+                    " of layer ", layer, " must have ", len, " contiguous elements");
+    };
+    auto norm_ok = [&](char const* what, index_t layer, io::norm_weights<T> const& nw) {
+      TESSERA_CHECK(nw.weight.extent(0) == d, "text::qwen2_decoder: ", what, " of layer ", layer, " must have ", d,
+                    " elements, got ", nw.weight.extent(0));
+      TESSERA_CHECK(c.norm == io::norm_kind::rms_norm || nw.bias.has_value(), "text::qwen2_decoder: ", what,
+                    " of layer ", layer, " needs a bias (LayerNorm)");
+    };
+    mat("the embedding", -1, w.embed, c.vocab_size, d);
+    mat("the LM head", -1, w.lm_head, c.vocab_size, d);
+    TESSERA_CHECK(static_cast<index_t>(w.layers.size()) == c.n_layers, "text::qwen2_decoder: ", c.n_layers,
+                  " layers configured, weights for ", w.layers.size());
+    bool const fused = w.layers.front().kv_fused.has_value();
+    for (std::size_t i = 0; i < w.layers.size(); ++i) {
+      auto const li = static_cast<index_t>(i);
+      io::decoder_layer_weights<T> const& lw = w.layers[i];
+      TESSERA_CHECK(lw.kv_fused.has_value() == fused && lw.up_gate_fused.has_value() == fused,
+                    "text::qwen2_decoder: layer ", li, " mixes fused (CustomLlama) and separate (HF) projections");
+      norm_ok("input norm", li, lw.input_norm);
+      norm_ok("post-attention norm", li, lw.post_norm);
+      mat("q_proj", li, lw.q.weight, qd, d);
+      vec("q bias", li, lw.q.bias, qd, c.qkv_bias);
+      if (fused) {
+        mat("key_value_dense", li, lw.kv_fused->weight, 2 * kvd, d);
+        vec("key_value_dense bias", li, lw.kv_fused->bias, 2 * kvd, c.qkv_bias);
+        mat("dense_h_to_4h", li, lw.up_gate_fused->weight, 2 * ff, d);
+        vec("dense_h_to_4h bias", li, lw.up_gate_fused->bias, 2 * ff, c.gate_up_bias);
+      } else {
+        for (auto const* kv : {&lw.k, &lw.v}) {
+          TESSERA_CHECK(kv->weight.extent(0) == c.n_kv_heads && kv->weight.extent(1) == c.head_dim &&
+                            kv->weight.extent(2) == d && kv->weight.is_contiguous(),
+                        "text::qwen2_decoder: k_proj / v_proj of layer ", li, " must be contiguous [", c.n_kv_heads,
+                        ", ", c.head_dim, ", ", d, "]");
+          TESSERA_CHECK(kv->bias.has_value() == c.qkv_bias &&
+                            (!kv->bias || (kv->bias->extent(0) * kv->bias->extent(1) == kvd && kv->bias->is_contiguous())),
+                        "text::qwen2_decoder: k / v bias of layer ", li, " must ",
+                        c.qkv_bias ? "have " + std::to_string(kvd) + " contiguous elements" : std::string("be absent"));
+        }
+        mat("gate_proj", li, lw.gate.weight, ff, d);
+        mat("up_proj", li, lw.up.weight, ff, d);
+        vec("gate bias", li, lw.gate.bias, ff, c.gate_up_bias);
+        vec("up bias", li, lw.up.bias, ff, c.gate_up_bias);
+      }
+      mat("o_proj", li, lw.o.weight, d, qd);
+      vec("o bias", li, lw.o.bias, d, c.o_bias);
+      mat("down_proj", li, lw.down.weight, d, ff);
+      vec("down bias", li, lw.down.bias, d, c.down_bias);
+    }
+    TESSERA_CHECK(w.final_norm.weight.extent(0) == d, "text::qwen2_decoder: the final norm must have ", d,
+                  " elements, got ", w.final_norm.weight.extent(0));
+  }
+
+  io::decoder_config config_;
+  io::decoder_weights<T> weights_;
+  std::shared_ptr<void const> keep_alive_;
+  nn::product_precision precision_;
+};
+
+/// A decoder loaded from disk together with what it needs to stay valid: the mapped checkpoint
+/// (its weights are zero-copy views into it where the stored dtype is T).
+template <backend::tag Backend, weight_type T>
+struct loaded_decoder {
+  io::qwen2_config config;           ///< the config.json as read
+  io::binding_report report;         ///< what binding did (tensors bound, converted, skipped)
+  qwen2_decoder<Backend, T> decoder;
+};
+
+/// Loads a Qwen2 / Qwen2.5 checkpoint: `dir` holds config.json and model.safetensors (or a
+/// sharded index), in HF naming (or POINTS1.5's CustomLlama / 2025 names, detected from the
+/// tensor names). Weights stored as T are mmapped, never copied; others are converted into
+/// owned buffers when `dtypes` is io::dtype_policy::convert, else refused. Throws tessera::error
+/// naming the file, the tensor or the config field on any problem.
+template <backend::tag Backend, weight_type T>
+[[nodiscard]] loaded_decoder<Backend, T> load_qwen2_decoder(std::filesystem::path const& dir,
+                                                            io::dtype_policy dtypes = io::dtype_policy::exact,
+                                                            decoder_options const& options = {}) {
+  io::qwen2_config cfg = io::read_qwen2_config(dir);
+  auto ckpt = std::make_shared<io::checkpoint const>(dir);
+  io::bind_options bind;
+  bind.dtypes = dtypes;
+  io::qwen2_weights<T> w = io::bind_qwen2<T>(*ckpt, cfg, bind);
+  qwen2_decoder<Backend, T> dec(cfg.decoder, std::move(w.decoder), options, std::move(ckpt));
+  return {std::move(cfg), std::move(w.report), std::move(dec)};
+}
+
+}  // namespace tessera::text
