@@ -426,6 +426,79 @@ void gemv_bf16_rows(gemm_args<bf16, Bias> const& g, bf16 const* xb, index_t ldxb
 }
 #endif
 
+#if defined(__AVX2__) && !TESSERA_HAVE_AVX512_BF16_DOT
+/// How far ahead the AVX2 bf16 GEMV prefetches each of its row streams.
+inline constexpr std::ptrdiff_t gemv_avx2_prefetch_bytes = 512;
+
+/// x rows for gemv_bf16_avx2_rows: each block of 16 values reordered as the two unpacks of a
+/// 16-element bf16 load produce them (per 128-bit lane: unpacklo takes elements 0-3 and 8-11,
+/// unpackhi 4-7 and 12-15), so every product pairs the right x with its w. The k % 16 tail
+/// stays in order. Optionally rounded to bf16 first (bf16 products).
+inline void permute_rows_for_avx2_gemv(float const* x, index_t ldx, index_t m, index_t k, bool round_to_bf16,
+                                       float* out, index_t ldo) noexcept {
+  index_t const k16 = k / 16 * 16;
+  for (index_t i = 0; i < m; ++i) {
+    float const* const src = x + i * ldx;
+    float* const dst = out + i * ldo;
+    auto val = [&](index_t j) { return round_to_bf16 ? bf16::from_float(src[j]).to_float() : src[j]; };
+    for (index_t b = 0; b < k16; b += 16)
+      for (int j = 0; j < 4; ++j) {
+        dst[b + j] = val(b + j);
+        dst[b + 4 + j] = val(b + 8 + j);
+        dst[b + 8 + j] = val(b + 4 + j);
+        dst[b + 12 + j] = val(b + 12 + j);
+      }
+    for (index_t j = k16; j < k; ++j) dst[j] = val(j);
+  }
+}
+
+/// Small-M GEMV for bf16 weights on AVX2 (bandwidth-bound decode): R rows of W at a time, each
+/// 16-element load widened by two unpacks with zero (bf16 bits into the top half of each f32
+/// lane: one shuffle per 8 values instead of a zero-extension and a shift) against x rows
+/// pre-permuted to match (xp, see permute_rows_for_avx2_gemv), and software prefetch on every
+/// row stream, whose rows (K = 896 is 28 cache lines) are too short for the hardware prefetcher
+/// to ramp up on.
+template <int MROWS, class Bias>
+void gemv_bf16_avx2_rows(gemm_args<bf16, Bias> const& g, float const* xp, index_t ldxp, index_t n_begin,
+                         index_t n_end) noexcept {
+  // Rows per group: R x MROWS accumulators and 2 x MROWS x vectors must fit in 16 ymm registers.
+  constexpr int R = MROWS == 1 ? 8 : MROWS == 2 ? 4 : 2;
+  index_t const k16 = g.k / 16 * 16;
+  __m256i const zero = _mm256_setzero_si256();
+  for (index_t n = n_begin; n < n_end; n += R) {
+    int const rows = static_cast<int>(std::min<index_t>(R, n_end - n));
+    bf16 const* wr[R];
+    for (int r = 0; r < R; ++r) wr[r] = g.w + (n + std::min(r, rows - 1)) * g.ldw;  // short groups re-read a row
+    __m256 acc[MROWS][R];
+    for (auto& am : acc)
+      for (auto& v : am) v = _mm256_setzero_ps();
+    for (index_t k = 0; k < k16; k += 16) {
+      __m256 xl[MROWS], xh[MROWS];
+      for (int m = 0; m < MROWS; ++m) {
+        xl[m] = _mm256_loadu_ps(xp + m * ldxp + k);
+        xh[m] = _mm256_loadu_ps(xp + m * ldxp + k + 8);
+      }
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        _mm_prefetch(reinterpret_cast<char const*>(wr[r] + k) + gemv_avx2_prefetch_bytes, _MM_HINT_T0);
+        __m256i const w = _mm256_loadu_si256(reinterpret_cast<__m256i const*>(wr[r] + k));
+        __m256 const wl = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, w));
+        __m256 const wh = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, w));
+        for (int m = 0; m < MROWS; ++m) acc[m][r] = _mm256_fmadd_ps(wh, xh[m], _mm256_fmadd_ps(wl, xl[m], acc[m][r]));
+      }
+    }
+    for (int m = 0; m < MROWS; ++m)
+      for (int r = 0; r < rows; ++r) {
+        __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[m][r]), _mm256_extractf128_ps(acc[m][r], 1));
+        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        float s = _mm_cvtss_f32(_mm_add_ss(h, _mm_shuffle_ps(h, h, 1)));
+        for (index_t k = k16; k < g.k; ++k) s += xp[m * ldxp + k] * wr[r][k].to_float();
+        g.y[m * g.ldy + n + r] = s + (g.bias ? to_float(g.bias[n + r]) : 0.0f);
+      }
+  }
+}
+#endif
+
 /// Small-M path with f32 products: 4 W rows x MROWS x rows of dot products, W widened on the fly.
 template <class A, int MROWS, class W, class Bias>
 void gemv_f32_rows(gemm_args<W, Bias> const& g, index_t n_begin, index_t n_end) noexcept {
@@ -534,6 +607,25 @@ void gemm(gemm_args<W, Bias> g, bool bf16_products, exec_ctx<cpu_simd<A>>& ctx,
       parallel_region(threads, [&](int t, int T) {
         auto const [mr, nrg] = partition(g.m, g.n, t, T, blk::nr);
         gemm_bf16_tile<A>(g, xb, ldxb, mr.begin, mr.end, nrg.begin, nrg.end, bp_all + per_thread * t);
+      });
+      return;
+    }
+  }
+#endif
+#if defined(__AVX2__) && !TESSERA_HAVE_AVX512_BF16_DOT
+  if constexpr (std::is_same_v<W, bf16> && fbatch<A>::size == 8) {
+    if (small_m) {  // decode GEMV: x permuted (and rounded for bf16 products) once, W streamed once
+      index_t const ldxp = (g.k + 7) / 8 * 8;
+      float* xp = frame.template alloc<float>(static_cast<std::size_t>(g.m * ldxp));
+      permute_rows_for_avx2_gemv(g.x, g.ldx, g.m, g.k, bf16_products, xp, ldxp);
+      parallel_region(threads, [&](int t, int T) {
+        auto const r = split(g.n, t, T, 8);
+        switch (g.m) {
+          case 1: gemv_bf16_avx2_rows<1>(g, xp, ldxp, r.begin, r.end); break;
+          case 2: gemv_bf16_avx2_rows<2>(g, xp, ldxp, r.begin, r.end); break;
+          case 3: gemv_bf16_avx2_rows<3>(g, xp, ldxp, r.begin, r.end); break;
+          default: gemv_bf16_avx2_rows<4>(g, xp, ldxp, r.begin, r.end); break;
+        }
       });
       return;
     }
