@@ -1,0 +1,237 @@
+// SPDX-License-Identifier: Apache-2.0
+// bench_decoder: text::qwen2_decoder with random bf16 weights at the real Qwen2.5-0.5B and
+// Qwen2.5-1.5B shapes, built in memory (no download): prefill tokens/s for a 512-token prompt,
+// decode tokens/s at context 128 and 2048 (one token per step, greedy pick included), against the
+// decode roofline of this machine measured in the same run (weight bytes per token / DRAM read
+// bandwidth). Prints a table and writes JSON (--json PATH); scripts/bench_decoder.sh runs the
+// same shapes in PyTorch next to it.
+//   bench_decoder [--quick] [--threads N] [--json PATH] [--filter TEXT] [--kv f32|bf16] [--steps N]
+// --quick: a tiny model, short runs (the CI smoke test; its numbers are not measurements).
+#include <tessera/tessera.hpp>
+
+#include "bench_common.hpp"
+#include "common/random_decoder.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+using namespace tessera;
+
+namespace {
+
+struct model_shape {
+  std::string name;
+  io::decoder_config config;
+};
+
+/// Qwen2.5-0.5B and -1.5B as their config.json files give them (spec section 4.4).
+std::vector<model_shape> model_shapes(bool quick) {
+  if (quick) return {{"tiny", test::qwen2_config_of(1000, 128, 2, 2, 1, 256, true)}};
+  return {{"Qwen2.5-0.5B", test::qwen2_config_of(151936, 896, 24, 14, 2, 4864, true)},
+          {"Qwen2.5-1.5B", test::qwen2_config_of(151936, 1536, 28, 12, 2, 8960, true)}};
+}
+
+struct options {
+  bool quick = false;
+  int threads = backend::default_threads();
+  std::string json_path = "bench_decoder.json";
+  std::string filter;
+  bool bf16_cache = true;
+  int steps = 32;
+};
+
+double nmse(std::vector<float> const& a, std::vector<float> const& b) {
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    double const e = static_cast<double>(a[i]) - b[i];
+    num += e * e;
+    den += static_cast<double>(b[i]) * b[i];
+  }
+  return num / den;
+}
+
+std::vector<text::token_id> prompt_ids(index_t n, index_t vocab) {
+  std::vector<text::token_id> ids(static_cast<std::size_t>(n));
+  for (index_t i = 0; i < n; ++i)
+    ids[static_cast<std::size_t>(i)] = static_cast<text::token_id>(test::hash64(99, static_cast<std::uint64_t>(i)) %
+                                                                   static_cast<std::uint64_t>(vocab));
+  return ids;
+}
+
+template <class KV>
+void fill_random(text::kv_cache<KV>& cache, std::uint64_t seed) {
+  for (index_t l = 0; l < cache.n_layers(); ++l)
+    for (auto v : {cache.keys(l), cache.values(l)}) {
+      auto const r = test::random_buffer<KV>(v.size(), seed + static_cast<std::uint64_t>(l), 1.0f);
+      std::copy_n(r.data(), v.size(), v.data());
+    }
+}
+
+/// One model: the correctness check, prefill 512, decode at the given contexts.
+template <class KV>
+nlohmann::json bench_model(model_shape const& m, options const& o, double dram_gbps) {
+  io::decoder_config const& c = m.config;
+  auto const t0 = bench::clock_type::now();
+  auto const rd = test::make_random_decoder<bf16>(c, 2024, 0.02f);
+  double const build_s = std::chrono::duration<double>(bench::clock_type::now() - t0).count();
+  text::qwen2_decoder<backend::cpu, bf16> const dec(c, rd.hf);
+  exec_ctx<backend::cpu> ctx(o.threads);
+  index_t const vocab = c.vocab_size;
+  std::printf("%s: d_model %ld, %ld layers, %ld/%ld heads of %ld, d_ff %ld, vocab %ld: %.2f GB of bf16 weights (built "
+              "in %.1f s)\n",
+              m.name.c_str(), static_cast<long>(c.d_model), static_cast<long>(c.n_layers), static_cast<long>(c.n_heads),
+              static_cast<long>(c.n_kv_heads), static_cast<long>(c.head_dim), static_cast<long>(c.d_ff),
+              static_cast<long>(vocab), static_cast<double>(dec.decode_weight_bytes()) * 1e-9, build_s);
+
+  nlohmann::json j;
+  j["model"] = m.name;
+  j["config"] = {{"d_model", c.d_model}, {"n_layers", c.n_layers}, {"n_heads", c.n_heads}, {"n_kv_heads", c.n_kv_heads},
+                 {"head_dim", c.head_dim}, {"d_ff", c.d_ff}, {"vocab", vocab}, {"tied", c.tie_word_embeddings}};
+  j["weight_bytes_per_token"] = dec.decode_weight_bytes();
+
+  // Check once: a 4-token prompt's last-token logits, cpu against the reference backend, with f32
+  // products (the same arithmetic: NMSE ~1e-12) and with bf16 products (what is timed). With bf16
+  // products a last-bit difference upstream can flip an activation's rounding to bf16 (a 2^-9
+  // relative step), so 24 layers of it leave an NMSE around 1e-5: held to tol<bf16> = 1e-4.
+  {
+    auto const ids = prompt_ids(4, vocab);
+    std::vector<index_t> const slot{0};
+    auto check = [&](nn::product_precision p) {
+      text::decoder_options const opt{p};
+      text::qwen2_decoder<backend::cpu, bf16> const fast(c, rd.hf, opt);
+      text::qwen2_decoder<backend::reference, bf16> const ref(c, rd.hf, opt);
+      exec_ctx<backend::reference> rctx;
+      std::vector<float> a(static_cast<std::size_t>(vocab)), b(a.size());
+      text::kv_cache<KV> ca(dec.cache_shape(1, 8)), cb(dec.cache_shape(1, 8));
+      fast.run(ids, seq_offsets::single(4), slot, ca, tensor_view<float, 2>(a.data(), {1, vocab}), ctx);
+      ref.run(ids, seq_offsets::single(4), slot, cb, tensor_view<float, 2>(b.data(), {1, vocab}), rctx);
+      return nmse(a, b);
+    };
+    double const e32 = check(nn::product_precision::f32), e16 = check(nn::product_precision::bf16);
+    bool const ok = e32 <= 1e-8 && e16 <= 1e-4;
+    j["check_nmse_vs_reference"] = {{"f32_products", e32}, {"bf16_products", e16}};
+    j["checked"] = ok;
+    std::printf("  check: last-token logits of a 4-token prompt, cpu vs reference NMSE %.1e (f32 products, <= 1e-8), "
+                "%.1e (bf16 products, <= 1e-4): %s\n", e32, e16, ok ? "ok" : "FAILED");
+  }
+
+  // Prefill: a 512-token prompt into an empty cache, logits of its last token.
+  index_t const n_prefill = o.quick ? 64 : 512;
+  {
+    auto const ids = prompt_ids(n_prefill, vocab);
+    text::kv_cache<KV> cache(dec.cache_shape(1, n_prefill));
+    std::vector<float> logits(static_cast<std::size_t>(vocab));
+    std::vector<index_t> const slot{0};
+    auto const t = bench::time_it(
+        [&](int) {
+          cache.reset(0);
+          dec.run(ids, seq_offsets::single(n_prefill), slot, cache, tensor_view<float, 2>(logits.data(), {1, vocab}), ctx);
+        },
+        o.quick ? 2 : 3, o.quick ? 0.0 : 2.0);
+    double const tps = static_cast<double>(n_prefill) / t.min_s;
+    // Matmul flops of the prompt (the LM head once, for the last token) + causal attention.
+    double const per_tok = 2.0 * (static_cast<double>(dec.decode_weight_bytes()) / sizeof(bf16) -
+                                  static_cast<double>(vocab * c.d_model));
+    double const attn = 2.0 * 2.0 * c.n_layers * c.q_dim() * (n_prefill * (n_prefill + 1) / 2.0);
+    double const gflops = (per_tok * n_prefill + 2.0 * vocab * c.d_model + attn) / t.min_s * 1e-9;
+    std::printf("  prefill %ld tokens: %.3f s min, %.3f s median (%d runs): %.1f tokens/s, %.1f GFLOP/s\n",
+                static_cast<long>(n_prefill), t.min_s, t.median_s, t.reps, tps, gflops);
+    j["prefill"] = {{"tokens", n_prefill}, {"min_s", t.min_s}, {"median_s", t.median_s}, {"reps", t.reps},
+                    {"tokens_per_s", tps}, {"median_tokens_per_s", n_prefill / t.median_s}, {"gflops", gflops}};
+  }
+
+  // Decode: one token per step at a fixed context; each step = forward + LM head + greedy pick.
+  std::vector<index_t> const contexts = o.quick ? std::vector<index_t>{16} : std::vector<index_t>{128, 2048};
+  for (index_t ctx_len : contexts) {
+    text::kv_cache<KV> cache(dec.cache_shape(1, ctx_len));
+    std::vector<index_t> const slot{0};
+    std::vector<float> logits(static_cast<std::size_t>(vocab));
+    tensor_view<float, 2> const out(logits.data(), {1, vocab});
+    std::string how;
+    if (ctx_len <= 512) {  // a real prompt: the cache holds what the model computed
+      auto const ids = prompt_ids(ctx_len - 1, vocab);
+      dec.run(ids, seq_offsets::single(ctx_len - 1), slot, cache, out, ctx);
+      how = "prefilled by the model";
+    } else {  // decode time does not depend on the cached values: random ones stand in for a long prefill
+      fill_random(cache, 7);
+      cache.set_length(0, ctx_len - 1);
+      how = "random keys / values";
+    }
+    text::token_id next = 1;
+    auto const t = bench::time_it(
+        [&](int) {
+          cache.truncate(0, ctx_len - 1);
+          dec.run(std::span(&next, 1), seq_offsets::single(1), slot, cache, out, ctx);
+          next = static_cast<text::token_id>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+        },
+        o.steps, o.quick ? 0.0 : 2.0);
+    double const kv_bytes = 2.0 * c.n_layers * ctx_len * c.kv_dim() * sizeof(KV);
+    double const w_bytes = static_cast<double>(dec.decode_weight_bytes());
+    double const roof_w = dram_gbps * 1e9 / w_bytes, roof_wkv = dram_gbps * 1e9 / (w_bytes + kv_bytes);
+    double const tps = 1.0 / t.min_s, tps_med = 1.0 / t.median_s;
+    std::printf("  decode at context %ld (%s): %.2f ms min, %.2f ms median (%d steps): %.1f tokens/s; roofline %.1f "
+                "tokens/s (weights) / %.1f (weights + KV): %.0f%% / %.0f%%\n",
+                static_cast<long>(ctx_len), how.c_str(), t.min_s * 1e3, t.median_s * 1e3, t.reps, tps, roof_w, roof_wkv,
+                100.0 * tps / roof_w, 100.0 * tps / roof_wkv);
+    j["decode"].push_back({{"context", ctx_len}, {"cache", how}, {"min_ms", t.min_s * 1e3},
+                           {"median_ms", t.median_s * 1e3}, {"steps", t.reps}, {"tokens_per_s", tps},
+                           {"median_tokens_per_s", tps_med}, {"kv_bytes_per_token", kv_bytes},
+                           {"roofline_weights_tokens_per_s", roof_w}, {"roofline_weights_kv_tokens_per_s", roof_wkv},
+                           {"fraction_of_roofline_weights", tps / roof_w},
+                           {"fraction_of_roofline_weights_kv", tps / roof_wkv}});
+  }
+  return j;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string const a = argv[i];
+    if (a == "--quick") o.quick = true;
+    else if (a == "--threads" && i + 1 < argc) o.threads = std::max(1, std::atoi(argv[++i]));
+    else if (a == "--json" && i + 1 < argc) o.json_path = argv[++i];
+    else if (a == "--filter" && i + 1 < argc) o.filter = argv[++i];
+    else if (a == "--steps" && i + 1 < argc) o.steps = std::max(1, std::atoi(argv[++i]));
+    else if (a == "--kv" && i + 1 < argc) o.bf16_cache = std::string(argv[++i]) != "f32";
+    else {
+      std::fprintf(stderr, "usage: bench_decoder [--quick] [--threads N] [--json PATH] [--filter TEXT] [--kv f32|bf16] "
+                           "[--steps N]\n");
+      return 2;
+    }
+  }
+  if (o.quick) o.steps = std::min(o.steps, 4);
+  std::size_t const llc = bench::llc_bytes();
+  std::printf("bench_decoder: %d threads, SIMD arch %s (%s, %zu-bit vectors), KV cache %s%s\n", o.threads,
+              TESSERA_SIMD_ARCH_NAME, xsimd::default_arch::name(), xsimd::batch<float>::size * 32,
+              o.bf16_cache ? "bf16" : "f32", o.quick ? ", quick mode (not a measurement)" : "");
+  double const dram = bench::probe_dram_gbps(
+      o.threads, o.quick ? (std::size_t{64} << 20) : std::max<std::size_t>(std::size_t{1} << 30, 2 * llc));
+  std::printf("DRAM read bandwidth (same run): %.1f GB/s\n\n", dram);
+
+  nlohmann::json j;
+  j["machine"] = {{"threads", o.threads}, {"simd_arch", TESSERA_SIMD_ARCH_NAME},
+                  {"xsimd_arch", xsimd::default_arch::name()}, {"vector_bits", xsimd::batch<float>::size * 32},
+                  {"llc_bytes", llc}, {"quick", o.quick}};
+  j["kv_cache"] = o.bf16_cache ? "bf16" : "f32";
+  j["dram_read_gbps"] = dram;
+  bool ok = true;
+  for (model_shape const& m : model_shapes(o.quick)) {
+    if (!o.filter.empty() && m.name.find(o.filter) == std::string::npos) continue;
+    nlohmann::json r = o.bf16_cache ? bench_model<bf16>(m, o, dram) : bench_model<float>(m, o, dram);
+    ok = ok && r["checked"].get<bool>();
+    j["models"].push_back(r);
+    std::printf("\n");
+  }
+  std::ofstream(o.json_path) << j.dump(2) << "\n";
+  std::printf("JSON written to %s\n", o.json_path.c_str());
+  return ok ? 0 : 1;
+}
