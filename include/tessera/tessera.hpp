@@ -20,6 +20,7 @@
 #include <tessera/pack/token_drop.hpp>
 #include <tessera/pack/resolution_sampler.hpp>
 #include <tessera/text/tokenizer.hpp>
+#include <tessera/text/sampler.hpp>
 #include <tessera/nn/linear.hpp>
 #include <tessera/nn/layer_norm.hpp>
 #include <tessera/nn/rms_norm.hpp>
