@@ -193,6 +193,12 @@ class tokenizer {
   /// token has are rejected like any other unknown id.
   [[nodiscard]] std::size_t vocab_size() const noexcept { return kind_.size(); }
 
+  /// Whether some token has this id (a model's embedding table may have more rows than the
+  /// tokenizer has tokens: Qwen2.5's 151,936 rows against 151,665 tokens).
+  [[nodiscard]] bool contains(token_id id) const noexcept {
+    return id >= 0 && static_cast<std::size_t>(id) < kind_.size() && kind_[static_cast<std::size_t>(id)] != kind_none;
+  }
+
   /// The id of a token given by its vocabulary string (byte-level form, e.g. "Ġthe") or by an
   /// added token's content; throws tessera::error if there is none.
   [[nodiscard]] token_id token_to_id(std::string_view token) const {

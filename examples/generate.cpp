@@ -1,0 +1,232 @@
+// SPDX-License-Identifier: Apache-2.0
+// generate: text-only chat with a Qwen2 / Qwen2.5 model directory (config.json,
+// model.safetensors or a sharded index, tokenizer.json or vocab.json + merges.txt, and optionally
+// generation_config.json), as transformers' generate() runs it: the prompt in the ChatML template,
+// prefill, then token by token with the model's sampling settings, streamed as it comes.
+// Prints prefill and decode tokens/s at the end.
+//
+// Usage: generate --model DIR [--prompt TEXT] [--system TEXT] [--template qwen2.5|qwen2|points|none]
+//                 [--max-new-tokens N] [--greedy] [--temperature T] [--top-k K] [--top-p P]
+//                 [--min-p P] [--repetition-penalty R] [--seed S] [--stop TEXT]...
+//                 [--max-context N] [--kv bf16|f32] [--threads N] [--tokenizer PATH]
+// Sampling starts from the model's generation_config.json as transformers reads it (Qwen2.5-Instruct:
+// temperature 0.7, top_k 20, top_p 0.8, repetition_penalty 1.05; absent fields take
+// GenerationConfig's defaults, e.g. top_k 50); each flag overrides one field (--top-k 0 turns
+// top-k off); --greedy or --temperature 0 decodes greedily. Generation stops at the stop tokens (generation_config's and
+// config's eos_token_id, <|im_end|>, <|endoftext|>), a --stop string, or --max-new-tokens.
+#include <tessera/io/config.hpp>
+#include <tessera/text/chat_template.hpp>
+#include <tessera/text/generate.hpp>
+#include <tessera/text/generation_config.hpp>
+#include <tessera/text/qwen2_decoder.hpp>
+#include <tessera/text/tokenizer.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace io = tessera::io;
+namespace text = tessera::text;
+namespace backend = tessera::backend;
+using tessera::index_t;
+
+struct options {
+  fs::path model_dir, tokenizer_path;
+  std::string prompt = "Give me a short introduction to large language models.";
+  std::optional<std::string> system;
+  std::string template_name = "qwen2.5";
+  index_t max_new_tokens = 256, max_context = 0, threads = 0;
+  bool greedy = false, f32_cache = false;
+  std::optional<float> temperature, top_p, min_p, repetition_penalty;
+  std::optional<index_t> top_k;
+  std::uint64_t seed = 0;
+  std::vector<std::string> stop;
+};
+
+[[noreturn]] void usage(std::string const& why) {
+  std::fprintf(stderr,
+               "generate: %s\n"
+               "usage: generate --model DIR [--prompt TEXT] [--system TEXT] [--template qwen2.5|qwen2|points|none]\n"
+               "                [--max-new-tokens N] [--greedy] [--temperature T] [--top-k K] [--top-p P]\n"
+               "                [--min-p P] [--repetition-penalty R] [--seed S] [--stop TEXT]...\n"
+               "                [--max-context N] [--kv bf16|f32] [--threads N] [--tokenizer PATH]\n",
+               why.c_str());
+  std::exit(2);
+}
+
+template <class T>
+T parse_number(std::string_view flag, char const* text) {
+  char* end = nullptr;
+  double const v = std::strtod(text, &end);
+  if (end == text || *end != '\0' || !(v >= 0.0 && v <= 1e15))
+    usage("'" + std::string(flag) + "' needs a non-negative number, got '" + text + "'");
+  if constexpr (std::is_integral_v<T>) {
+    if (v != static_cast<double>(static_cast<long long>(v)))
+      usage("'" + std::string(flag) + "' needs an integer, got '" + text + "'");
+  }
+  return static_cast<T>(v);
+}
+
+options parse_args(int argc, char** argv) {
+  options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view const a = argv[i];
+    auto value = [&]() -> char const* {
+      if (i + 1 >= argc) usage("missing value after " + std::string(a));
+      return argv[++i];
+    };
+    if (a == "--model") o.model_dir = value();
+    else if (a == "--tokenizer") o.tokenizer_path = value();
+    else if (a == "--prompt") o.prompt = value();
+    else if (a == "--system") o.system = value();
+    else if (a == "--template") o.template_name = value();
+    else if (a == "--max-new-tokens") o.max_new_tokens = parse_number<index_t>(a, value());
+    else if (a == "--max-context") o.max_context = parse_number<index_t>(a, value());
+    else if (a == "--threads") o.threads = parse_number<index_t>(a, value());
+    else if (a == "--greedy") o.greedy = true;
+    else if (a == "--temperature") o.temperature = parse_number<float>(a, value());
+    else if (a == "--top-k") o.top_k = parse_number<index_t>(a, value());
+    else if (a == "--top-p") o.top_p = parse_number<float>(a, value());
+    else if (a == "--min-p") o.min_p = parse_number<float>(a, value());
+    else if (a == "--repetition-penalty") o.repetition_penalty = parse_number<float>(a, value());
+    else if (a == "--seed") o.seed = parse_number<std::uint64_t>(a, value());
+    else if (a == "--stop") o.stop.emplace_back(value());
+    else if (a == "--kv") {
+      std::string_view const v = value();
+      if (v != "bf16" && v != "f32") usage("--kv takes bf16 or f32");
+      o.f32_cache = v == "f32";
+    } else if (a == "--help" || a == "-h") usage("text generation with a Qwen2 / Qwen2.5 checkpoint");
+    else usage("unknown argument '" + std::string(a) + "'");
+  }
+  if (o.model_dir.empty()) usage("--model DIR is required (a Qwen2 / Qwen2.5 checkpoint directory)");
+  if (o.template_name != "qwen2.5" && o.template_name != "qwen2" && o.template_name != "points" &&
+      o.template_name != "none")
+    usage("--template takes qwen2.5, qwen2, points or none");
+  return o;
+}
+
+text::tokenizer load_tokenizer(options const& o) {
+  fs::path const p = o.tokenizer_path.empty() ? o.model_dir : o.tokenizer_path;
+  if (fs::is_directory(p)) return text::tokenizer::from_dir(p);
+  return text::tokenizer::from_tokenizer_json(p);
+}
+
+/// The sampling settings: generation_config.json, then the flags.
+text::sampling_config sampling_of(options const& o, text::generation_defaults const& g) {
+  text::sampling_config s = g.sampling();
+  if (o.temperature) s.temperature = *o.temperature, s.do_sample = true;
+  if (o.top_k) s.top_k = *o.top_k, s.do_sample = true;
+  if (o.top_p) s.top_p = *o.top_p, s.do_sample = true;
+  if (o.min_p) s.min_p = *o.min_p, s.do_sample = true;
+  if (o.repetition_penalty) s.repetition_penalty = *o.repetition_penalty;
+  if (o.greedy || (o.temperature && *o.temperature == 0.0f)) s.do_sample = false;  // temperature 0: greedy
+  s.seed = o.seed;
+  return s;
+}
+
+template <class T, class KV>
+int run(options const& o, io::dtype_policy dtypes) {
+  auto const t0 = std::chrono::steady_clock::now();
+  auto loaded = text::load_qwen2_decoder<backend::cpu, T>(o.model_dir, dtypes);
+  text::qwen2_decoder<backend::cpu, T> const& dec = loaded.decoder;
+  text::tokenizer const tok = load_tokenizer(o);
+  text::generation_defaults const gen = text::read_generation_config(o.model_dir);
+  double const load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  text::generation_options opt;
+  opt.max_new_tokens = o.max_new_tokens;
+  opt.sampling = sampling_of(o, gen);
+  opt.stop_strings = o.stop;
+  auto add_stop = [&](std::int64_t id) {
+    if (id >= 0 && id < dec.vocab_size() &&
+        std::find(opt.stop_token_ids.begin(), opt.stop_token_ids.end(), id) == opt.stop_token_ids.end())
+      opt.stop_token_ids.push_back(static_cast<text::token_id>(id));
+  };
+  for (auto id : gen.eos_token_ids) add_stop(id);
+  for (auto id : loaded.config.eos_token_ids) add_stop(id);
+  for (char const* special : {"<|im_end|>", "<|endoftext|>"})
+    if (auto id = tok.find_token(special)) add_stop(*id);
+
+  std::string prompt_text = o.prompt;
+  if (o.template_name != "none") {
+    text::chat_template const tpl = o.template_name == "qwen2.5" ? text::chat_template::qwen2_5()
+                                    : o.template_name == "qwen2" ? text::chat_template::qwen2()
+                                                                 : text::chat_template::points15();
+    std::vector<text::chat_message> messages;
+    if (o.system) messages.push_back({"system", *o.system});
+    messages.push_back({"user", o.prompt});
+    prompt_text = tpl.render(messages);
+  }
+  std::vector<text::token_id> const prompt = tok.encode(prompt_text);
+  index_t const max_context = o.max_context > 0 ? o.max_context
+                                                : std::min<index_t>(static_cast<index_t>(prompt.size()) + o.max_new_tokens,
+                                                                    std::max<index_t>(loaded.config.decoder.max_positions, 1));
+  text::kv_cache<KV> cache(dec.cache_shape(1, std::max<index_t>(max_context, static_cast<index_t>(prompt.size()) + 1)));
+  tessera::exec_ctx<backend::cpu> ctx(static_cast<int>(o.threads));
+
+  io::decoder_config const& c = dec.config();
+  std::fprintf(stderr,
+               "model %s: %ld layers, d_model %ld, %ld/%ld heads, vocab %ld, %s weights (%zu tensors mmapped, %zu "
+               "converted), loaded in %.2f s\n",
+               o.model_dir.string().c_str(), static_cast<long>(c.n_layers), static_cast<long>(c.d_model),
+               static_cast<long>(c.n_heads), static_cast<long>(c.n_kv_heads), static_cast<long>(c.vocab_size),
+               std::is_same_v<T, tessera::bf16> ? "bf16" : "f32", loaded.report.n_bound - loaded.report.n_converted,
+               loaded.report.n_converted, load_s);
+  text::sampling_config const& s = opt.sampling;
+  if (s.do_sample)
+    std::fprintf(stderr, "sampling: temperature %g, top_k %ld, top_p %g, min_p %g, repetition_penalty %g, seed %llu\n",
+                 static_cast<double>(s.temperature), static_cast<long>(s.top_k), static_cast<double>(s.top_p),
+                 static_cast<double>(s.min_p), static_cast<double>(s.repetition_penalty),
+                 static_cast<unsigned long long>(s.seed));
+  else
+    std::fprintf(stderr, "greedy decoding, repetition_penalty %g\n", static_cast<double>(s.repetition_penalty));
+  std::fprintf(stderr, "KV cache: %s, %ld positions (%.1f MiB), %d threads\n\n", o.f32_cache ? "f32" : "bf16",
+               static_cast<long>(cache.max_context()), static_cast<double>(cache.bytes()) / (1 << 20), ctx.threads());
+
+  text::generation_stats st;
+  text::generation_result const r = text::generate(
+      dec, tok, prompt, opt, cache, ctx,
+      [](index_t, std::string_view piece) {
+        std::fwrite(piece.data(), 1, piece.size(), stdout);
+        std::fflush(stdout);
+        return true;
+      },
+      &st);
+  std::printf("\n");
+  std::fflush(stdout);
+  std::fprintf(stderr,
+               "\nprompt: %ld tokens, prefill %.3f s = %.1f tokens/s\n"
+               "generated: %ld tokens, decode %.3f s = %.1f tokens/s; stopped by %s\n",
+               static_cast<long>(st.prompt_tokens), st.prefill_seconds, st.prefill_tokens_per_second(),
+               static_cast<long>(st.generated_tokens), st.decode_seconds, st.decode_tokens_per_second(),
+               std::string(text::name_of(r.reason)).c_str());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  options const o = parse_args(argc, argv);
+  try {
+    // bf16 checkpoints are used in place (mmapped); f32 and f16 ones are converted to f32.
+    io::qwen2_config const cfg = io::read_qwen2_config(o.model_dir);
+    bool const bf16 = !cfg.torch_dtype || *cfg.torch_dtype == tessera::dtype::bf16;
+    if (bf16)
+      return o.f32_cache ? run<tessera::bf16, float>(o, io::dtype_policy::exact)
+                         : run<tessera::bf16, tessera::bf16>(o, io::dtype_policy::exact);
+    return o.f32_cache ? run<float, float>(o, io::dtype_policy::convert)
+                       : run<float, tessera::bf16>(o, io::dtype_policy::convert);
+  } catch (tessera::error const& e) {
+    std::fprintf(stderr, "generate: %s\n", e.what());
+    return 1;
+  }
+}
