@@ -35,6 +35,8 @@
 
 using namespace tessera;
 using bench::llc_bytes;
+using bench::probe_fma_gflops;
+using bench::probe_rate;
 using bench::on_threads;
 using bench::probe_dram_gbps;
 using bench::time_it;
@@ -42,80 +44,7 @@ using bench::timing;
 
 namespace {
 
-// ---- roofs -------------------------------------------------------------------------------------
-
-// The probes run 24 independent accumulator chains written in inline asm, so that neither the
-// compiler's register allocation nor its optimizer can change what is measured. Inputs are zero
-// (no denormal assists); only the instruction's issue rate counts.
-#define TESSERA_R1(op, reg, a) op " %%" reg "30, %%" reg "31, %%" reg #a "\n\t"
-#define TESSERA_BLOCK(op, reg)                                                                            \
-  TESSERA_R1(op, reg, 0) TESSERA_R1(op, reg, 1) TESSERA_R1(op, reg, 2) TESSERA_R1(op, reg, 3)             \
-  TESSERA_R1(op, reg, 4) TESSERA_R1(op, reg, 5) TESSERA_R1(op, reg, 6) TESSERA_R1(op, reg, 7)             \
-  TESSERA_R1(op, reg, 8) TESSERA_R1(op, reg, 9) TESSERA_R1(op, reg, 10) TESSERA_R1(op, reg, 11)           \
-  TESSERA_R1(op, reg, 12) TESSERA_R1(op, reg, 13) TESSERA_R1(op, reg, 14) TESSERA_R1(op, reg, 15)         \
-  TESSERA_R1(op, reg, 16) TESSERA_R1(op, reg, 17) TESSERA_R1(op, reg, 18) TESSERA_R1(op, reg, 19)         \
-  TESSERA_R1(op, reg, 20) TESSERA_R1(op, reg, 21) TESSERA_R1(op, reg, 22) TESSERA_R1(op, reg, 23)
-#define TESSERA_CLOBBER_ALL                                                                                 \
-  "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", \
-      "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23",    \
-      "xmm30", "xmm31"
-
-/// Issues per second of a 24-chain block of `op` over `iters` iterations on every thread.
-template <class Block>
-double probe_rate(int threads, long iters, Block block) {
-  auto run = [&](int) { on_threads(threads, [&](int) { block(iters); }); };
-  auto const tm = time_it(run, 5, 0.3);
-  return 24.0 * static_cast<double>(iters) * threads / tm.min_s;
-}
-
-/// Peak f32 FMA rate (GFLOP/s) with the widest vectors of the build, all threads.
-double probe_fma_gflops(int threads, long iters) {
-#if defined(__AVX512F__)
-  return 32.0 * 1e-9 * probe_rate(threads, iters, [](long n) {
-    asm volatile("vpxord %%zmm30, %%zmm30, %%zmm30\n\tvpxord %%zmm31, %%zmm31, %%zmm31" ::: TESSERA_CLOBBER_ALL);
-    for (long i = 0; i < n; ++i) asm volatile(TESSERA_BLOCK("vfmadd231ps", "zmm")::: TESSERA_CLOBBER_ALL);
-  });
-#elif defined(__AVX2__) && defined(__FMA__)
-  return 16.0 * 1e-9 * probe_rate(threads, iters, [](long n) {  // 16 ymm registers: 14 chains + 2 inputs
-    asm volatile("vxorps %%ymm14, %%ymm14, %%ymm14\n\tvxorps %%ymm15, %%ymm15, %%ymm15" ::: "xmm14", "xmm15");
-    for (long i = 0; i < n; ++i)
-      asm volatile(
-          "vfmadd231ps %%ymm14, %%ymm15, %%ymm0\n\tvfmadd231ps %%ymm14, %%ymm15, %%ymm1\n\t"
-          "vfmadd231ps %%ymm14, %%ymm15, %%ymm2\n\tvfmadd231ps %%ymm14, %%ymm15, %%ymm3\n\t"
-          "vfmadd231ps %%ymm14, %%ymm15, %%ymm4\n\tvfmadd231ps %%ymm14, %%ymm15, %%ymm5\n\t"
-          "vfmadd231ps %%ymm14, %%ymm15, %%ymm6\n\tvfmadd231ps %%ymm14, %%ymm15, %%ymm7\n\t"
-          "vfmadd231ps %%ymm14, %%ymm15, %%ymm8\n\tvfmadd231ps %%ymm14, %%ymm15, %%ymm9\n\t"
-          "vfmadd231ps %%ymm14, %%ymm15, %%ymm10\n\tvfmadd231ps %%ymm14, %%ymm15, %%ymm11\n\t"
-          "vfmadd231ps %%ymm14, %%ymm15, %%ymm12\n\tvfmadd231ps %%ymm14, %%ymm15, %%ymm13\n\t"
-          "vfmadd231ps %%ymm14, %%ymm15, %%ymm0\n\tvfmadd231ps %%ymm14, %%ymm15, %%ymm1\n\t"
-          "vfmadd231ps %%ymm14, %%ymm15, %%ymm2\n\tvfmadd231ps %%ymm14, %%ymm15, %%ymm3\n\t"
-          "vfmadd231ps %%ymm14, %%ymm15, %%ymm4\n\tvfmadd231ps %%ymm14, %%ymm15, %%ymm5\n\t"
-          "vfmadd231ps %%ymm14, %%ymm15, %%ymm6\n\tvfmadd231ps %%ymm14, %%ymm15, %%ymm7\n\t"
-          "vfmadd231ps %%ymm14, %%ymm15, %%ymm8\n\tvfmadd231ps %%ymm14, %%ymm15, %%ymm9\n\t" ::
-              : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11",
-                "xmm12", "xmm13");
-  });
-#else
-  // No FMA instruction in this build: measure the multiply-add of the widest xsimd batch.
-  using B = xsimd::batch<float>;
-  std::vector<float> sink(static_cast<std::size_t>(threads) * 64);
-  auto run = [&](int) {
-    on_threads(threads, [&](int t) {
-      B acc[8];
-      for (int j = 0; j < 8; ++j) acc[j] = B(static_cast<float>(j));
-      B const a(0.0f), b(0.0f);
-      for (long i = 0; i < iters; ++i)
-        for (int j = 0; j < 8; ++j) {
-          acc[j] = xsimd::fma(acc[j], a, b);
-          asm volatile("" : "+x"(acc[j].data));
-        }
-      sink[static_cast<std::size_t>(t) * 64] = acc[0].get(0);
-    });
-  };
-  auto const tm = time_it(run, 5, 0.3);
-  return 2.0 * B::size * 8.0 * static_cast<double>(iters) * threads / tm.min_s * 1e-9;
-#endif
-}
+// ---- roofs ----------------------------------------------------------------------------------------
 
 /// Peak rate (GFLOP/s) of the AVX-512 bf16 dot instruction (64 flops each), 0 without it.
 double probe_bf16_dot_gflops(int threads, long iters) {

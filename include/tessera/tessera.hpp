@@ -44,3 +44,6 @@
 #include <tessera/vision/navit_encoder.hpp>
 #include <tessera/text/kv_cache.hpp>
 #include <tessera/text/qwen2_decoder.hpp>
+#include <tessera/text/chat_template.hpp>
+#include <tessera/text/generation_config.hpp>
+#include <tessera/text/generate.hpp>
