@@ -8,12 +8,14 @@
 // Usage: generate --model DIR [--prompt TEXT] [--system TEXT] [--template qwen2.5|qwen2|points|none]
 //                 [--max-new-tokens N] [--greedy] [--temperature T] [--top-k K] [--top-p P]
 //                 [--min-p P] [--repetition-penalty R] [--seed S] [--stop TEXT]...
-//                 [--max-context N] [--kv bf16|f32] [--threads N] [--tokenizer PATH]
+//                 [--max-context N] [--threads N] [--tokenizer PATH]
 // Sampling starts from the model's generation_config.json as transformers reads it (Qwen2.5-Instruct:
 // temperature 0.7, top_k 20, top_p 0.8, repetition_penalty 1.05; absent fields take
 // GenerationConfig's defaults, e.g. top_k 50); each flag overrides one field (--top-k 0 turns
 // top-k off); --greedy or --temperature 0 decodes greedily. Generation stops at the stop tokens (generation_config's and
 // config's eos_token_id, <|im_end|>, <|endoftext|>), a --stop string, or --max-new-tokens.
+// bf16 checkpoints are used in place (mmapped); f32 and f16 ones are converted to f32 weights. The
+// KV cache is bf16 (what a bf16 model keeps; text::kv_cache<float> is the library's other choice).
 #include <tessera/io/config.hpp>
 #include <tessera/text/chat_template.hpp>
 #include <tessera/text/generate.hpp>
@@ -45,7 +47,7 @@ struct options {
   std::optional<std::string> system;
   std::string template_name = "qwen2.5";
   index_t max_new_tokens = 256, max_context = 0, threads = 0;
-  bool greedy = false, f32_cache = false;
+  bool greedy = false;
   std::optional<float> temperature, top_p, min_p, repetition_penalty;
   std::optional<index_t> top_k;
   std::uint64_t seed = 0;
@@ -58,7 +60,7 @@ struct options {
                "usage: generate --model DIR [--prompt TEXT] [--system TEXT] [--template qwen2.5|qwen2|points|none]\n"
                "                [--max-new-tokens N] [--greedy] [--temperature T] [--top-k K] [--top-p P]\n"
                "                [--min-p P] [--repetition-penalty R] [--seed S] [--stop TEXT]...\n"
-               "                [--max-context N] [--kv bf16|f32] [--threads N] [--tokenizer PATH]\n",
+               "                [--max-context N] [--threads N] [--tokenizer PATH]\n",
                why.c_str());
   std::exit(2);
 }
@@ -100,11 +102,7 @@ options parse_args(int argc, char** argv) {
     else if (a == "--repetition-penalty") o.repetition_penalty = parse_number<float>(a, value());
     else if (a == "--seed") o.seed = parse_number<std::uint64_t>(a, value());
     else if (a == "--stop") o.stop.emplace_back(value());
-    else if (a == "--kv") {
-      std::string_view const v = value();
-      if (v != "bf16" && v != "f32") usage("--kv takes bf16 or f32");
-      o.f32_cache = v == "f32";
-    } else if (a == "--help" || a == "-h") usage("text generation with a Qwen2 / Qwen2.5 checkpoint");
+    else if (a == "--help" || a == "-h") usage("text generation with a Qwen2 / Qwen2.5 checkpoint");
     else usage("unknown argument '" + std::string(a) + "'");
   }
   if (o.model_dir.empty()) usage("--model DIR is required (a Qwen2 / Qwen2.5 checkpoint directory)");
@@ -133,7 +131,7 @@ text::sampling_config sampling_of(options const& o, text::generation_defaults co
   return s;
 }
 
-template <class T, class KV>
+template <class T>
 int run(options const& o, io::dtype_policy dtypes) {
   auto const t0 = std::chrono::steady_clock::now();
   auto loaded = text::load_qwen2_decoder<backend::cpu, T>(o.model_dir, dtypes);
@@ -170,7 +168,7 @@ int run(options const& o, io::dtype_policy dtypes) {
   index_t const max_context = o.max_context > 0 ? o.max_context
                                                 : std::min<index_t>(static_cast<index_t>(prompt.size()) + o.max_new_tokens,
                                                                     std::max<index_t>(loaded.config.decoder.max_positions, 1));
-  text::kv_cache<KV> cache(dec.cache_shape(1, std::max<index_t>(max_context, static_cast<index_t>(prompt.size()) + 1)));
+  text::kv_cache<tessera::bf16> cache(dec.cache_shape(1, std::max<index_t>(max_context, static_cast<index_t>(prompt.size()) + 1)));
   tessera::exec_ctx<backend::cpu> ctx(static_cast<int>(o.threads));
 
   io::decoder_config const& c = dec.config();
@@ -189,7 +187,7 @@ int run(options const& o, io::dtype_policy dtypes) {
                  static_cast<unsigned long long>(s.seed));
   else
     std::fprintf(stderr, "greedy decoding, repetition_penalty %g\n", static_cast<double>(s.repetition_penalty));
-  std::fprintf(stderr, "KV cache: %s, %ld positions (%.1f MiB), %d threads\n\n", o.f32_cache ? "f32" : "bf16",
+  std::fprintf(stderr, "KV cache: bf16, %ld positions (%.1f MiB), %d threads\n\n",
                static_cast<long>(cache.max_context()), static_cast<double>(cache.bytes()) / (1 << 20), ctx.threads());
 
   text::generation_stats st;
@@ -220,11 +218,7 @@ int main(int argc, char** argv) {
     // bf16 checkpoints are used in place (mmapped); f32 and f16 ones are converted to f32.
     io::qwen2_config const cfg = io::read_qwen2_config(o.model_dir);
     bool const bf16 = !cfg.torch_dtype || *cfg.torch_dtype == tessera::dtype::bf16;
-    if (bf16)
-      return o.f32_cache ? run<tessera::bf16, float>(o, io::dtype_policy::exact)
-                         : run<tessera::bf16, tessera::bf16>(o, io::dtype_policy::exact);
-    return o.f32_cache ? run<float, float>(o, io::dtype_policy::convert)
-                       : run<float, tessera::bf16>(o, io::dtype_policy::convert);
+    return bf16 ? run<tessera::bf16>(o, io::dtype_policy::exact) : run<float>(o, io::dtype_policy::convert);
   } catch (tessera::error const& e) {
     std::fprintf(stderr, "generate: %s\n", e.what());
     return 1;

@@ -122,9 +122,11 @@ std::vector<float> decode_logits(text::qwen2_decoder<Backend, T> const& dec, dec
   return steps;
 }
 
-/// The f32 checks of one backend: stages, logits, decode steps, the second prompt alone and packed.
+/// The f32 checks of one backend: stages and logits; with `full` also the decode steps and the
+/// second prompt alone and packed (the reference backend, slow in the sanitizer build, does the
+/// first part only: the cpu backend's cache and packing paths are what the rest exercises).
 template <class Backend>
-void check_f32(decoder_golden const& g, text::qwen2_decoder<Backend, bf16> const& dec) {
+void check_f32(decoder_golden const& g, text::qwen2_decoder<Backend, bf16> const& dec, bool full) {
   exec_ctx<Backend> ctx;
   index_t const vocab = dec.vocab_size(), n_layers = dec.config().n_layers;
   stages s;
@@ -140,6 +142,7 @@ void check_f32(decoder_golden const& g, text::qwen2_decoder<Backend, bf16> const
   auto const want_logits = g.get("f32.logits");
   require_nmse(g.name + " f32.logits", logits, want_logits, tol<float>::model_nmse);
   require_close(g.name + " f32.logits", logits, want_logits, tol<float>::vs_golden);
+  if (!full) return;
 
   auto const steps = decode_logits(dec, g, ctx);
   auto const want_steps = g.get("f32.decode_logits");
@@ -180,10 +183,10 @@ TEST_CASE("qwen2_decoder matches HF Qwen2ForCausalLM in f32: layers, logits, cac
     auto loaded = text::load_qwen2_decoder<backend::cpu, bf16>(golden_dir(name), io::dtype_policy::exact, opt);
     REQUIRE(loaded.report.n_converted == 0);  // every weight is a view into the mapped file
     REQUIRE(loaded.decoder.weights().lm_head_tied == (name == "decoder_tied"));
-    check_f32(g, loaded.decoder);
+    check_f32(g, loaded.decoder, true);
     // The reference backend on the same views.
     text::qwen2_decoder<backend::reference, bf16> const ref(loaded.decoder.config(), loaded.decoder.weights(), opt);
-    check_f32(g, ref);
+    check_f32(g, ref, false);
   }
 }
 

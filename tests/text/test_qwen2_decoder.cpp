@@ -135,7 +135,7 @@ TEST_CASE("qwen2_decoder: a packed batch of sequences equals each sequence alone
   std::vector<text::token_id> const next{3, 5, 7, 11};
   for (std::size_t s = 0; s < prompts.size(); ++s) {
     auto const n = static_cast<index_t>(prompts[s].size());
-    text::kv_cache<bf16> cache(dec.cache_shape(1, 64));
+    text::kv_cache<float> cache(dec.cache_shape(1, 64));
     std::vector<index_t> const slot0{0};
     alone.emplace_back(static_cast<std::size_t>(n * vocab));
     dec.run(prompts[s], seq_offsets::single(n), slot0, cache, tensor_view<float, 2>(alone.back().data(), {n, vocab}),
@@ -154,7 +154,7 @@ TEST_CASE("qwen2_decoder: a packed batch of sequences equals each sequence alone
   }
   auto const seqs = seq_offsets::from_lengths(std::span<index_t const>(lengths));
   std::vector<index_t> const slots{3, 2, 0, 1};
-  text::kv_cache<bf16> cache(dec.cache_shape(4, 64));
+  text::kv_cache<float> cache(dec.cache_shape(4, 64));
   std::vector<float> logits(static_cast<std::size_t>(seqs.n_tokens() * vocab));
   dec.run(packed, seqs, slots, cache, tensor_view<float, 2>(logits.data(), {seqs.n_tokens(), vocab}), ctx,
           text::logits_rows::all);

@@ -235,9 +235,9 @@ struct masked_attention_impl<backend::cpu_simd<Arch>> {
     if constexpr (std::is_same_v<KV, float>) {
       std::memcpy(dst, src, static_cast<std::size_t>(n) * sizeof(float));
     } else {
-      index_t d = 0;
-      for (; d + L <= n; d += L) backend::cpu_detail::load_as_float<Arch>(src + d).store_unaligned(dst + d);
-      for (; d < n; ++d) dst[d] = src[d].to_float();
+      index_t const full = n - n % L;
+      for (index_t d = 0; d < full; d += L) backend::cpu_detail::load_as_float<Arch>(src + d).store_unaligned(dst + d);
+      for (index_t d = full; d < n; ++d) dst[d] = src[d].to_float();
     }
   }
 

@@ -39,6 +39,9 @@ struct gemm_blocking {
   static constexpr index_t gemv_max_rows = 4;       // M <= this: dot-product path, W streamed once
 };
 
+/// Products with fewer multiply-adds than this run on one thread.
+inline constexpr double gemm_min_parallel_macs = 65536;
+
 /// Which kernel forms bf16 products when M is large (GEMV always uses vdpbf16ps where present).
 enum class bf16_gemm_kernel {
   /// The choice measured fastest on the development machine: fma. There, vdpbf16ps sustains
@@ -629,7 +632,11 @@ void gemm(gemm_args<W, Bias> g, bool bf16_products, exec_ctx<cpu_simd<A>>& ctx,
   }
   (void)kernel;  // only consulted where the bf16 dot instruction exists
   auto frame = ctx.scratch().open();
-  int const threads = std::max(1, ctx.threads());
+  // Below about 64K multiply-adds (a few microseconds) an OpenMP fork and join costs as much as the
+  // work, and with more threads than free cores (several processes, or tests run in parallel)
+  // every barrier waits for a descheduled thread: small products run on the calling thread.
+  bool const tiny = static_cast<double>(g.m) * static_cast<double>(g.n) * static_cast<double>(g.k) < gemm_min_parallel_macs;
+  int const threads = tiny ? 1 : std::max(1, ctx.threads());
   bool const small_m = g.m <= blk::gemv_max_rows;
 
 #if TESSERA_HAVE_AVX512_BF16_DOT
