@@ -120,12 +120,6 @@ class qwen2_decoder {
            sizeof(T);
   }
 
-  /// Scratch floats forward() takes for n_tokens tokens (besides what the blocks take).
-  [[nodiscard]] index_t forward_workspace(index_t n_tokens) const noexcept {
-    io::decoder_config const& c = config_;
-    return n_tokens * (2 * c.d_model + c.q_dim() + 2 * c.kv_dim() + c.q_dim() + 2 * c.d_ff + 1);
-  }
-
   /// The embedding rows of `ids` as f32 into x [n_tokens, d_model] (rows may be strided, last
   /// dimension contiguous). Throws tessera::error for an id outside [0, vocab_size).
   void embed(std::span<token_id const> ids, tensor_view<float, 2> x) const {
@@ -155,7 +149,8 @@ class qwen2_decoder {
   ///   cache: with n_layers layers, n_kv_heads and head_dim of this decoder.
   /// Throws tessera::error (before any change to x or the cache) for mismatched shapes, slots
   /// outside the cache or repeated, and a sequence that would exceed the cache's max_context.
-  /// Workspace: forward_workspace(n_tokens) floats plus the blocks' own, from ctx.scratch().
+  /// Workspace: n_tokens x (2 d_model + 2 q_dim + 2 kv_dim + 2 d_ff) floats plus the blocks' own,
+  /// from ctx.scratch() (reused by every layer, and by every later call of the same size).
   /// Determinism: bitwise reproducible for a backend, shape and thread count; a sequence's
   /// results do not depend on the other sequences of the batch.
   template <attn::kv_element KV>
