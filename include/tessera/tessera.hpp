@@ -19,6 +19,7 @@
 #include <tessera/pack/pack_plan.hpp>
 #include <tessera/pack/token_drop.hpp>
 #include <tessera/pack/resolution_sampler.hpp>
+#include <tessera/text/token_id.hpp>
 #include <tessera/text/tokenizer.hpp>
 #include <tessera/text/sampler.hpp>
 #include <tessera/nn/linear.hpp>

@@ -287,8 +287,9 @@ std::vector<generation_result> generate(qwen2_decoder<Backend, T> const& dec, to
   st.prefill_seconds = std::chrono::duration<double>(t1 - t0).count();
 
   // ---- decode: one token for every unfinished sequence per pass ----
-  std::vector<index_t> active, ones;
+  std::vector<index_t> active;
   std::vector<token_id> ids;
+  seq_offsets one_each = seq_offsets::from_lengths({});  // one token per active sequence; rebuilt when their count changes
   for (;;) {
     active.clear();
     ids.clear();
@@ -299,9 +300,11 @@ std::vector<generation_result> generate(qwen2_decoder<Backend, T> const& dec, to
       }
     if (active.empty()) break;
     auto const na = static_cast<index_t>(active.size());
-    ones.assign(active.size(), 1);
-    dec.run(ids, seq_offsets::from_lengths(std::span<index_t const>(ones)), active, cache,
-            tensor_view<float, 2>(logits.data(), {na, vocab}), ctx);
+    if (one_each.n_seqs() != na) {
+      std::vector<index_t> const ones(active.size(), 1);
+      one_each = seq_offsets::from_lengths(std::span<index_t const>(ones));
+    }
+    dec.run(ids, one_each, active, cache, tensor_view<float, 2>(logits.data(), {na, vocab}), ctx);
     ++st.decode_steps;
     for (index_t a = 0; a < na; ++a) {
       index_t const i = active[static_cast<std::size_t>(a)];

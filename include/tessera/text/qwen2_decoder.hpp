@@ -24,7 +24,7 @@
 #include <tessera/nn/swiglu.hpp>
 #include <tessera/posemb/rope_1d.hpp>
 #include <tessera/text/kv_cache.hpp>
-#include <tessera/text/tokenizer.hpp>
+#include <tessera/text/token_id.hpp>
 
 #include <algorithm>
 #include <array>

@@ -10,6 +10,7 @@
 #include <tessera/core/error.hpp>
 #include <tessera/pack/random.hpp>
 #include <tessera/text/detail/sampler_select.hpp>
+#include <tessera/text/token_id.hpp>
 
 #include <algorithm>
 #include <bit>
@@ -20,10 +21,6 @@
 #include <vector>
 
 namespace tessera::text {
-
-/// A token id (an index into the model's embedding table); the same alias as in tokenizer.hpp
-/// (redeclaring a typedef-name as the same type is legal), so that this header stays light.
-using token_id = std::int32_t;
 
 /// HF GenerationConfig's sampling fields (transformers 4.46.3 semantics).
 ///

@@ -15,6 +15,7 @@
 #include <tessera/text/detail/string_index.hpp>
 #include <tessera/text/detail/tokenizer_files.hpp>
 #include <tessera/text/detail/tokenizer_json_reader.hpp>
+#include <tessera/text/token_id.hpp>
 #include <tessera/text/detail/unicode.hpp>
 #include <tessera/text/detail/utf8.hpp>
 
@@ -34,9 +35,6 @@
 #include <vector>
 
 namespace tessera::text {
-
-/// A token id (an index into the model's embedding table).
-using token_id = std::int32_t;
 
 class stream_decoder;
 
