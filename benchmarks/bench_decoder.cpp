@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// bench_decoder: text::qwen2_decoder with random bf16 weights at the real Qwen2.5-0.5B and
+// bench_decoder: lm::qwen2_decoder with random bf16 weights at the real Qwen2.5-0.5B and
 // Qwen2.5-1.5B shapes, built in memory (no download): prefill tokens/s for a 512-token prompt,
 // decode tokens/s at context 128 and 2048 (one token per step, greedy pick included), against the
 // decode roofline of this machine measured in the same run (weight bytes per token / DRAM read
@@ -28,7 +28,7 @@ namespace {
 
 struct model_shape {
   std::string name;
-  io::decoder_config config;
+  lm::decoder_config config;
 };
 
 /// Qwen2.5-0.5B and -1.5B as their config.json files give them (spec section 4.4).
@@ -66,7 +66,7 @@ std::vector<text::token_id> prompt_ids(index_t n, index_t vocab) {
 }
 
 template <class KV>
-void fill_random(text::kv_cache<KV>& cache, std::uint64_t seed) {
+void fill_random(lm::kv_cache<KV>& cache, std::uint64_t seed) {
   for (index_t l = 0; l < cache.n_layers(); ++l)
     for (auto v : {cache.keys(l), cache.values(l)}) {
       auto const r = test::random_buffer<KV>(v.size(), seed + static_cast<std::uint64_t>(l), 1.0f);
@@ -78,11 +78,11 @@ void fill_random(text::kv_cache<KV>& cache, std::uint64_t seed) {
 template <class KV>
 nlohmann::json bench_model(model_shape const& m, options const& o, std::function<double()> const& probe_dram,
                            double fma_gflops) {
-  io::decoder_config const& c = m.config;
+  lm::decoder_config const& c = m.config;
   auto const t0 = bench::clock_type::now();
   auto const rd = test::make_random_decoder<bf16>(c, 2024, 0.02f);
   double const build_s = std::chrono::duration<double>(bench::clock_type::now() - t0).count();
-  text::qwen2_decoder<backend::cpu, bf16> const dec(c, rd.hf);
+  lm::qwen2_decoder<backend::cpu, bf16> const dec(c, rd.hf);
   exec_ctx<backend::cpu> ctx(o.threads);
   index_t const vocab = c.vocab_size;
   std::printf("%s: d_model %ld, %ld layers, %ld/%ld heads of %ld, d_ff %ld, vocab %ld: %.2f GB of bf16 weights (built "
@@ -107,12 +107,12 @@ nlohmann::json bench_model(model_shape const& m, options const& o, std::function
     auto const ids = prompt_ids(4, vocab);
     std::vector<index_t> const slot{0};
     auto check = [&]<class CacheT>(nn::product_precision p, CacheT) {
-      text::decoder_options const opt{p};
-      text::qwen2_decoder<backend::cpu, bf16> const fast(c, rd.hf, opt);
-      text::qwen2_decoder<backend::reference, bf16> const ref(c, rd.hf, opt);
+      lm::decoder_options const opt{p};
+      lm::qwen2_decoder<backend::cpu, bf16> const fast(c, rd.hf, opt);
+      lm::qwen2_decoder<backend::reference, bf16> const ref(c, rd.hf, opt);
       exec_ctx<backend::reference> rctx;
       std::vector<float> a(static_cast<std::size_t>(vocab)), b(a.size());
-      text::kv_cache<CacheT> ca(dec.cache_shape(1, 8)), cb(dec.cache_shape(1, 8));
+      lm::kv_cache<CacheT> ca(dec.cache_shape(1, 8)), cb(dec.cache_shape(1, 8));
       fast.run(ids, seq_offsets::single(4), slot, ca, tensor_view<float, 2>(a.data(), {1, vocab}), ctx);
       ref.run(ids, seq_offsets::single(4), slot, cb, tensor_view<float, 2>(b.data(), {1, vocab}), rctx);
       return nmse(a, b);
@@ -129,7 +129,7 @@ nlohmann::json bench_model(model_shape const& m, options const& o, std::function
   index_t const n_prefill = o.quick ? 64 : 512;
   {
     auto const ids = prompt_ids(n_prefill, vocab);
-    text::kv_cache<KV> cache(dec.cache_shape(1, n_prefill));
+    lm::kv_cache<KV> cache(dec.cache_shape(1, n_prefill));
     std::vector<float> logits(static_cast<std::size_t>(vocab));
     std::vector<index_t> const slot{0};
     auto const t = bench::time_it(
@@ -158,7 +158,7 @@ nlohmann::json bench_model(model_shape const& m, options const& o, std::function
   // Decode: one token per step at a fixed context; each step = forward + LM head + greedy pick.
   std::vector<index_t> const contexts = o.quick ? std::vector<index_t>{16} : std::vector<index_t>{128, 2048};
   for (index_t ctx_len : contexts) {
-    text::kv_cache<KV> cache(dec.cache_shape(1, ctx_len));
+    lm::kv_cache<KV> cache(dec.cache_shape(1, ctx_len));
     std::vector<index_t> const slot{0};
     std::vector<float> logits(static_cast<std::size_t>(vocab));
     tensor_view<float, 2> const out(logits.data(), {1, vocab});

@@ -64,10 +64,10 @@ inline encoder_bench_weights make_encoder_bench_weights(vision::vision_encoder_c
   w.store.reserve(static_cast<std::size_t>(4 + 12 * c.depth));
   index_t const d = c.block.d_model, inner = c.block.inner(), ff = c.block.d_ff;
   auto const lin = [&](index_t out, index_t in) {
-    return io::linear_weights<bf16>{w.mat(out, in, 1.0f / std::sqrt(static_cast<float>(in)), 0.0f, gen),
+    return nn::linear_weights<bf16>{w.mat(out, in, 1.0f / std::sqrt(static_cast<float>(in)), 0.0f, gen),
                                     w.vec(out, 0.02f, 0.0f, gen)};
   };
-  auto const norm = [&] { return io::norm_weights<bf16>{w.vec(d, 0.1f, 1.0f, gen), w.vec(d, 0.02f, 0.0f, gen)}; };
+  auto const norm = [&] { return nn::norm_weights<bf16>{w.vec(d, 0.1f, 1.0f, gen), w.vec(d, 0.02f, 0.0f, gen)}; };
   w.weights.patch_embed = {w.mat(d, c.patch_dim, 1.0f / std::sqrt(static_cast<float>(c.patch_dim)), 0.0f, gen),
                            std::nullopt};
   for (index_t i = 0; i < c.depth; ++i) {

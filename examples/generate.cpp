@@ -15,12 +15,13 @@
 // top-k off); --greedy or --temperature 0 decodes greedily. Generation stops at the stop tokens (generation_config's and
 // config's eos_token_id, <|im_end|>, <|endoftext|>), a --stop string, or --max-new-tokens.
 // bf16 checkpoints are used in place (mmapped); f32 and f16 ones are converted to f32 weights. The
-// KV cache is bf16 (what a bf16 model keeps; text::kv_cache<float> is the library's other choice).
-#include <tessera/io/config.hpp>
+// KV cache is bf16 (what a bf16 model keeps; lm::kv_cache<float> is the library's other choice).
+#include <tessera/model/points15/config.hpp>
 #include <tessera/text/chat_template.hpp>
-#include <tessera/text/generate.hpp>
-#include <tessera/text/generation_config.hpp>
-#include <tessera/text/qwen2_decoder.hpp>
+#include <tessera/lm/generate.hpp>
+#include <tessera/text/tokenizer.hpp>
+#include <tessera/model/generation_config.hpp>
+#include <tessera/model/qwen2/loader.hpp>
 #include <tessera/text/tokenizer.hpp>
 
 #include <algorithm>
@@ -37,6 +38,8 @@ namespace {
 
 namespace fs = std::filesystem;
 namespace io = tessera::io;
+namespace model = tessera::model;
+namespace lm = tessera::lm;
 namespace text = tessera::text;
 namespace backend = tessera::backend;
 using tessera::index_t;
@@ -119,8 +122,8 @@ text::tokenizer load_tokenizer(options const& o) {
 }
 
 /// The sampling settings: generation_config.json, then the flags.
-text::sampling_config sampling_of(options const& o, text::generation_defaults const& g) {
-  text::sampling_config s = g.sampling();
+lm::sampling_config sampling_of(options const& o, model::generation_defaults const& g) {
+  lm::sampling_config s = g.sampling();
   if (o.temperature) s.temperature = *o.temperature, s.do_sample = true;
   if (o.top_k) s.top_k = *o.top_k, s.do_sample = true;
   if (o.top_p) s.top_p = *o.top_p, s.do_sample = true;
@@ -134,13 +137,13 @@ text::sampling_config sampling_of(options const& o, text::generation_defaults co
 template <class T>
 int run(options const& o, io::dtype_policy dtypes) {
   auto const t0 = std::chrono::steady_clock::now();
-  auto loaded = text::load_qwen2_decoder<backend::cpu, T>(o.model_dir, dtypes);
-  text::qwen2_decoder<backend::cpu, T> const& dec = loaded.decoder;
+  auto loaded = model::load_qwen2_decoder<backend::cpu, T>(o.model_dir, dtypes);
+  lm::qwen2_decoder<backend::cpu, T> const& dec = loaded.decoder;
   text::tokenizer const tok = load_tokenizer(o);
-  text::generation_defaults const gen = text::read_generation_config(o.model_dir);
+  model::generation_defaults const gen = model::read_generation_config(o.model_dir);
   double const load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
-  text::generation_options opt;
+  lm::generation_options opt;
   opt.max_new_tokens = o.max_new_tokens;
   opt.sampling = sampling_of(o, gen);
   opt.stop_strings = o.stop;
@@ -168,10 +171,10 @@ int run(options const& o, io::dtype_policy dtypes) {
   index_t const max_context = o.max_context > 0 ? o.max_context
                                                 : std::min<index_t>(static_cast<index_t>(prompt.size()) + o.max_new_tokens,
                                                                     std::max<index_t>(loaded.config.decoder.max_positions, 1));
-  text::kv_cache<tessera::bf16> cache(dec.cache_shape(1, std::max<index_t>(max_context, static_cast<index_t>(prompt.size()) + 1)));
+  lm::kv_cache<tessera::bf16> cache(dec.cache_shape(1, std::max<index_t>(max_context, static_cast<index_t>(prompt.size()) + 1)));
   tessera::exec_ctx<backend::cpu> ctx(static_cast<int>(o.threads));
 
-  io::decoder_config const& c = dec.config();
+  lm::decoder_config const& c = dec.config();
   std::fprintf(stderr,
                "model %s: %ld layers, d_model %ld, %ld/%ld heads, vocab %ld, %s weights (%zu tensors mmapped, %zu "
                "converted), loaded in %.2f s\n",
@@ -179,7 +182,7 @@ int run(options const& o, io::dtype_policy dtypes) {
                static_cast<long>(c.n_heads), static_cast<long>(c.n_kv_heads), static_cast<long>(c.vocab_size),
                std::is_same_v<T, tessera::bf16> ? "bf16" : "f32", loaded.report.n_bound - loaded.report.n_converted,
                loaded.report.n_converted, load_s);
-  text::sampling_config const& s = opt.sampling;
+  lm::sampling_config const& s = opt.sampling;
   if (s.do_sample)
     std::fprintf(stderr, "sampling: temperature %g, top_k %ld, top_p %g, min_p %g, repetition_penalty %g, seed %llu\n",
                  static_cast<double>(s.temperature), static_cast<long>(s.top_k), static_cast<double>(s.top_p),
@@ -190,8 +193,8 @@ int run(options const& o, io::dtype_policy dtypes) {
   std::fprintf(stderr, "KV cache: bf16, %ld positions (%.1f MiB), %d threads\n\n",
                static_cast<long>(cache.max_context()), static_cast<double>(cache.bytes()) / (1 << 20), ctx.threads());
 
-  text::generation_stats st;
-  text::generation_result const r = text::generate(
+  lm::generation_stats st;
+  lm::generation_result const r = lm::generate(
       dec, tok, prompt, opt, cache, ctx,
       [](index_t, std::string_view piece) {
         std::fwrite(piece.data(), 1, piece.size(), stdout);
@@ -206,7 +209,7 @@ int run(options const& o, io::dtype_policy dtypes) {
                "generated: %ld tokens, decode %.3f s = %.1f tokens/s; stopped by %s\n",
                static_cast<long>(st.prompt_tokens), st.prefill_seconds, st.prefill_tokens_per_second(),
                static_cast<long>(st.generated_tokens), st.decode_seconds, st.decode_tokens_per_second(),
-               std::string(text::name_of(r.reason)).c_str());
+               std::string(lm::name_of(r.reason)).c_str());
   return 0;
 }
 
@@ -216,7 +219,7 @@ int main(int argc, char** argv) {
   options const o = parse_args(argc, argv);
   try {
     // bf16 checkpoints are used in place (mmapped); f32 and f16 ones are converted to f32.
-    io::qwen2_config const cfg = io::read_qwen2_config(o.model_dir);
+    model::qwen2_config const cfg = model::read_qwen2_config(o.model_dir);
     bool const bf16 = !cfg.torch_dtype || *cfg.torch_dtype == tessera::dtype::bf16;
     return bf16 ? run<tessera::bf16>(o, io::dtype_policy::exact) : run<float>(o, io::dtype_policy::convert);
   } catch (tessera::error const& e) {

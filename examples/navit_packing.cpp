@@ -18,7 +18,7 @@
 // resolution and dropping draw, as in successive training batches.
 #include <tessera/io/image.hpp>
 #include <tessera/pack/pack_plan.hpp>
-#include <tessera/pack/random.hpp>
+#include <tessera/core/random.hpp>
 #include <tessera/pack/resolution_sampler.hpp>
 #include <tessera/pack/token_drop.hpp>
 
@@ -45,7 +45,7 @@ using tessera::index_t;
 
 struct options {
   std::vector<fs::path> files;
-  std::vector<io::image_size> sizes;
+  std::vector<tessera::image_size> sizes;
   bool synthetic = false;
   index_t repeat = 0;  // 0 = default
   std::uint64_t seed = 2023;
@@ -81,8 +81,8 @@ double parse_real(std::string_view flag, char const* text) {
   return v;
 }
 
-std::vector<io::image_size> parse_sizes(std::string const& text) {
-  std::vector<io::image_size> out;
+std::vector<tessera::image_size> parse_sizes(std::string const& text) {
+  std::vector<tessera::image_size> out;
   std::size_t pos = 0;
   while (pos <= text.size()) {
     std::size_t const comma = std::min(text.find(',', pos), text.size());
@@ -129,7 +129,7 @@ options parse(int argc, char** argv) {
 }
 
 /// A fixed list of photo-like sizes (height x width) for runs without image files.
-std::vector<io::image_size> synthetic_sizes() {
+std::vector<tessera::image_size> synthetic_sizes() {
   return {{480, 640}, {768, 1024}, {300, 300}, {200, 800}, {1080, 1920}, {640, 480},
           {256, 256}, {900, 1200}, {500, 333}, {1280, 720}, {150, 150},  {600, 900}};
 }
@@ -250,7 +250,7 @@ void draw(pack::pack_plan const& plan, pack::keep_sets const& keep, fs::path con
 int run(options o) {
   // Inputs: names and sizes.
   std::vector<std::string> names;
-  std::vector<io::image_size> sizes;
+  std::vector<tessera::image_size> sizes;
   bool from_files = false;
   if (!o.sizes.empty() && !o.files.empty()) usage("give FILE... or --sizes, not both");
   if (o.sizes.empty() && o.files.empty() && !o.synthetic) {
@@ -279,11 +279,11 @@ int run(options o) {
   pack::side_truncated_normal const side{o.min_side, o.max_side, -0.5, 1.0};
   std::vector<pack::patch_grid> grids;
   std::vector<std::string> labels;
-  std::vector<io::image_size> targets;
+  std::vector<tessera::image_size> targets;
   for (index_t rep = 0; rep < repeat; ++rep)
     for (std::size_t i = 0; i < sizes.size(); ++i) {
-      pack::rng r(o.seed, static_cast<std::uint64_t>(grids.size()));
-      io::image_size const t = pack::sample_resolution(sizes[i].height, sizes[i].width, side, o.patch, r);
+      tessera::rng r(o.seed, static_cast<std::uint64_t>(grids.size()));
+      tessera::image_size const t = pack::sample_resolution(sizes[i].height, sizes[i].width, side, o.patch, r);
       grids.push_back({1, t.height / o.patch, t.width / o.patch});
       targets.push_back(t);
       labels.push_back(names[i]);

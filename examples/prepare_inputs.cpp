@@ -13,12 +13,13 @@
 //                       [--min-pixels N] [--max-pixels N] [--model DIR]
 // Without --image / --tokenizer it uses ../shared/data (relative to the current directory) when
 // that folder is there; otherwise a synthetic 480 x 640 image, and no tokenizer step.
-#include <tessera/io/config.hpp>
+#include <tessera/model/points15/config.hpp>
 #include <tessera/io/image.hpp>
-#include <tessera/io/weight_map.hpp>
+#include <tessera/model/qwen2_vl/processor.hpp>
+#include <tessera/model/points15/checkpoint.hpp>
 #include <tessera/pack/pack_plan.hpp>
 #include <tessera/text/tokenizer.hpp>
-#include <tessera/vision/qwen2vl_encoder.hpp>
+#include <tessera/model/qwen2_vl/encoder.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -35,6 +36,8 @@ namespace {
 
 namespace fs = std::filesystem;
 namespace io = tessera::io;
+namespace model = tessera::model;
+namespace lm = tessera::lm;
 using tessera::index_t;
 using tessera::exec_ctx;
 using tessera::host_buffer;
@@ -48,7 +51,7 @@ struct options {
   fs::path tokenizer_dir;
   fs::path model_dir;
   std::string prompt = "Please describe the image in detail.";
-  io::resize_limits limits;  // POINTS1.5 defaults: min 56*56, max 28*28*1280 pixels
+  model::resize_limits limits;  // POINTS1.5 defaults: min 56*56, max 28*28*1280 pixels
 };
 
 [[noreturn]] void usage(char const* why) {
@@ -116,19 +119,19 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 /// Runs the POINTS1.5 vision tower (varlen packing, block-diagonal attention) over the packed
 /// pixel_values of every image.
 template <class T>
-void encode_images(io::points15_weights<T> const& w, io::points15_config const& c,
-                   std::vector<io::qwen2vl_pixels> const& pixels) {
+void encode_images(model::points15_weights<T> const& w, model::points15_config const& c,
+                   std::vector<model::qwen2vl_pixels> const& pixels) {
   std::vector<pack::patch_grid> grids;
   std::vector<tensor_view<float const, 2>> rows;
-  for (io::qwen2vl_pixels const& p : pixels) {
+  for (model::qwen2vl_pixels const& p : pixels) {
     grids.push_back(p.grid);
     rows.push_back(p.rows());
   }
-  pack::pack_plan const plan = vision::qwen2vl_plan(grids, c.vision);
+  pack::pack_plan const plan = model::qwen2vl_plan(grids, c.vision);
   index_t const n = plan.n_slots(), f = c.vision.patch_dim, e = c.vision.embed_dim;
   host_buffer<float> packed(n * f), out(n * e);
   pack::gather_patches(plan, rows, packed.view(n, f));
-  auto const encoder = vision::make_qwen2vl_encoder<backend::cpu>(c.vision, w.vision);
+  auto const encoder = model::make_qwen2vl_encoder<backend::cpu>(c.vision, w.vision);
   exec_ctx<backend::cpu> ctx;
   auto const t0 = std::chrono::steady_clock::now();
   encoder.forward(packed.view(n, f), vision::batch_of(plan), out.view(n, e), ctx);
@@ -143,11 +146,11 @@ void encode_images(io::points15_weights<T> const& w, io::points15_config const& 
               std::sqrt(sum_sq / static_cast<double>(n * e)));
 }
 
-void describe_model(fs::path const& dir, std::vector<io::qwen2vl_pixels> const& pixels) {
-  io::model_config const cfg = io::read_model_config(dir);
-  io::decoder_config const& d = io::decoder_of(cfg);
+void describe_model(fs::path const& dir, std::vector<model::qwen2vl_pixels> const& pixels) {
+  model::model_config const cfg = model::read_model_config(dir);
+  lm::decoder_config const& d = model::decoder_of(cfg);
   std::printf("\nmodel %s: %s decoder, %lld layers, d_model %lld, %lld query / %lld KV heads of %lld, vocab %lld\n",
-              dir.string().c_str(), io::name_of(d.flavour).data(), static_cast<long long>(d.n_layers),
+              dir.string().c_str(), lm::name_of(d.flavour).data(), static_cast<long long>(d.n_layers),
               static_cast<long long>(d.d_model), static_cast<long long>(d.n_heads),
               static_cast<long long>(d.n_kv_heads), static_cast<long long>(d.head_dim),
               static_cast<long long>(d.vocab_size));
@@ -166,12 +169,12 @@ void describe_model(fs::path const& dir, std::vector<io::qwen2vl_pixels> const& 
   std::visit(
       [&](auto const& c) {
         using C = std::decay_t<decltype(c)>;
-        if constexpr (std::is_same_v<C, io::points15_config>) {
-          auto const w = io::bind_points15<tessera::bf16>(ckpt, c);
+        if constexpr (std::is_same_v<C, model::points15_config>) {
+          auto const w = model::bind_points15<tessera::bf16>(ckpt, c);
           print_report(w.report);
           encode_images(w, c, pixels);
         } else {
-          print_report(io::bind_qwen2<tessera::bf16>(ckpt, c).report);
+          print_report(model::bind_qwen2<tessera::bf16>(ckpt, c).report);
         }
       },
       cfg);
@@ -180,7 +183,7 @@ void describe_model(fs::path const& dir, std::vector<io::qwen2vl_pixels> const& 
 int run(options const& o) {
   std::string content;
   index_t total_patches = 0;
-  std::vector<io::qwen2vl_pixels> pixels;
+  std::vector<model::qwen2vl_pixels> pixels;
   std::vector<fs::path> images = o.images;
   if (images.empty()) {
     std::printf("(no --image and no ../shared/data/images: using a synthetic 480 x 640 image)\n");
@@ -191,7 +194,7 @@ int run(options const& o) {
   for (fs::path const& path : images) {
     auto const t0 = std::chrono::steady_clock::now();
     io::rgb_image const img = path.empty() ? synthetic_image() : io::load_image(path);
-    io::qwen2vl_pixels px = io::preprocess_qwen2vl(img, o.limits);
+    model::qwen2vl_pixels px = model::preprocess_qwen2vl(img, o.limits);
     double const ms = ms_since(t0);
     std::string const size = std::to_string(img.height()) + "x" + std::to_string(img.width());
     std::string const resized = std::to_string(px.resized.height) + "x" + std::to_string(px.resized.width);

@@ -2,6 +2,7 @@
 # Checks beyond the unit tests, included by tests/CMakeLists.txt after tessera_tests:
 #   header_check          every public header compiles alone (object library, part of ALL)
 #   odr_check             two TUs including tessera.hpp link into one program (CTest, label build)
+#   layers.*              headers include only their own area and lower floors (CTest, label build)
 #   compile_fail.*        code that must not compile is rejected (CTest, label compile_fail)
 #   docs.*                ```cpp snippets of README.md and docs/*.md compile; those with main() run
 #   consumer.*            an outside project uses tessera via find_package and add_subdirectory
@@ -21,6 +22,16 @@ if(TESSERA_BUILD_CHECKS)
   tessera_add_odr_check()
   tessera_add_compile_fail_tests(${CMAKE_CURRENT_LIST_DIR})
   tessera_add_doc_snippets()
+
+  # ---- layers: every header includes only its own area and lower floors (docs/architecture.md) --
+  add_test(NAME layers.check
+           COMMAND ${CMAKE_COMMAND} -DROOT=${PROJECT_SOURCE_DIR}/include -P ${PROJECT_SOURCE_DIR}/cmake/check_layers.cmake)
+  # The same check with one planted back-include (a block including the language model) must fail.
+  add_test(NAME layers.planted_back_include_fails
+           COMMAND ${CMAKE_COMMAND} -DROOT=${PROJECT_SOURCE_DIR}/include
+                   -DPLANT=tessera/nn/linear.hpp:tessera/lm/kv_cache.hpp -P ${PROJECT_SOURCE_DIR}/cmake/check_layers.cmake)
+  set_tests_properties(layers.check layers.planted_back_include_fails PROPERTIES LABELS "build")
+  set_tests_properties(layers.planted_back_include_fails PROPERTIES WILL_FAIL TRUE)
 
   # ---- consumer: install + find_package, and add_subdirectory --------------------------------
   set(consumer_dir ${CMAKE_CURRENT_BINARY_DIR}/consumer)

@@ -7,8 +7,8 @@
 
 #include <tessera/core/buffer.hpp>
 #include <tessera/core/dtype.hpp>
-#include <tessera/io/config.hpp>
-#include <tessera/io/weight_map.hpp>
+#include <tessera/model/points15/config.hpp>
+#include <tessera/model/points15/checkpoint.hpp>
 
 #include <cmath>
 #include <cstdint>
@@ -45,9 +45,9 @@ template <weight_type T>
 /// Random weights for a decoder_config, and views of them in both layouts the decoder reads.
 template <weight_type T>
 struct random_decoder {
-  io::decoder_config config;
-  io::decoder_weights<T> hf;                   ///< separate q / k / v and gate / up (HF names)
-  std::optional<io::decoder_weights<T>> fused; ///< the same values in CustomLlama's fused layout
+  lm::decoder_config config;
+  lm::decoder_weights<T> hf;                   ///< separate q / k / v and gate / up (HF names)
+  std::optional<lm::decoder_weights<T>> fused; ///< the same values in CustomLlama's fused layout
   std::shared_ptr<io::converted_tensors<T>> storage = std::make_shared<io::converted_tensors<T>>();
 };
 
@@ -55,7 +55,7 @@ struct random_decoder {
 /// With `fused`, also builds CustomLlama's key_value_dense (per KV head: its K rows, then its V
 /// rows) and dense_h_to_4h ([up; gate]) from the same values.
 template <weight_type T>
-[[nodiscard]] random_decoder<T> make_random_decoder(io::decoder_config const& c, std::uint64_t seed, float std = 0.02f,
+[[nodiscard]] random_decoder<T> make_random_decoder(lm::decoder_config const& c, std::uint64_t seed, float std = 0.02f,
                                                     bool fused = false) {
   random_decoder<T> r;
   r.config = c;
@@ -70,18 +70,18 @@ template <weight_type T>
     return store.back().data();
   };
   index_t const d = c.d_model, qd = c.q_dim(), kvd = c.kv_dim(), ff = c.d_ff, hd = c.head_dim, G = c.n_kv_heads;
-  using lin = io::linear_weights<T>;
+  using lin = nn::linear_weights<T>;
   auto vec = [](T* p, index_t n) { return tensor_view<T const, 1>(p, {n}); };
   auto mat = [](T* p, index_t rows, index_t cols) { return tensor_view<T const, 2>(p, {rows, cols}); };
   auto norm = [&]() {
-    io::norm_weights<T> nw{vec(add(d, 0.1f, 1.0f), d), std::nullopt};
-    if (c.norm == io::norm_kind::layer_norm) nw.bias = vec(add(d, 0.1f), d);
+    nn::norm_weights<T> nw{vec(add(d, 0.1f, 1.0f), d), std::nullopt};
+    if (c.norm == nn::norm_kind::layer_norm) nw.bias = vec(add(d, 0.1f), d);
     return nw;
   };
   r.hf.embed = mat(add(c.vocab_size * d, std), c.vocab_size, d);
   if (fused) r.fused.emplace();
   for (index_t l = 0; l < c.n_layers; ++l) {
-    io::decoder_layer_weights<T> w;
+    lm::decoder_layer_weights<T> w;
     w.input_norm = norm();
     w.q = lin{mat(add(qd * d, std), qd, d), c.qkv_bias ? std::optional(vec(add(qd, 0.1f), qd)) : std::nullopt};
     T* const kw = add(kvd * d, std);
@@ -99,7 +99,7 @@ template <weight_type T>
     w.down = lin{mat(add(d * ff, std), d, ff), c.down_bias ? std::optional(vec(add(d, 0.1f), d)) : std::nullopt};
     r.hf.layers.push_back(w);
     if (fused) {
-      io::decoder_layer_weights<T> f = w;
+      lm::decoder_layer_weights<T> f = w;
       T* const kv = copy(2 * kvd * d);
       for (index_t g = 0; g < G; ++g)
         for (index_t i = 0; i < hd; ++i)
@@ -137,23 +137,22 @@ template <weight_type T>
   } else {
     r.hf.lm_head = mat(add(c.vocab_size * d, std), c.vocab_size, d);
   }
-  r.hf.converted = r.storage;
+  r.hf.keep_alive = r.storage;
   if (fused) {
-    r.fused->naming = io::decoder_naming::points_custom_llama;
     r.fused->embed = r.hf.embed;
     r.fused->final_norm = r.hf.final_norm;
     r.fused->lm_head = r.hf.lm_head;
     r.fused->lm_head_tied = r.hf.lm_head_tied;
-    r.fused->converted = r.storage;
+    r.fused->keep_alive = r.storage;
   }
   return r;
 }
 
 /// A decoder_config with the given sizes and Qwen2.5's other settings (RMSNorm eps 1e-6, RoPE
 /// base 1e6, q / k / v biases, SiLU).
-[[nodiscard]] inline io::decoder_config qwen2_config_of(index_t vocab, index_t d_model, index_t n_layers, index_t n_heads,
+[[nodiscard]] inline lm::decoder_config qwen2_config_of(index_t vocab, index_t d_model, index_t n_layers, index_t n_heads,
                                                         index_t n_kv_heads, index_t d_ff, bool tied) {
-  io::decoder_config c;
+  lm::decoder_config c;
   c.vocab_size = vocab;
   c.d_model = d_model;
   c.n_layers = n_layers;

@@ -3,6 +3,7 @@
 // JPEG / GIF / BMP / TGA decoders, conversion to RGB) on arbitrary bytes; small images that decode
 // also go through the POINTS1.5 preprocessing (smart_resize, bicubic resize, normalize, patchify).
 #include <tessera/io/image.hpp>
+#include <tessera/model/qwen2_vl/processor.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -15,8 +16,8 @@ extern "C" int LLVMFuzzerTestOneInput(std::uint8_t const* data, std::size_t size
   try {
     tessera::io::rgb_image const img = tessera::io::decode_image(bytes, limits);
     if (img.height() * img.width() <= 4096) {
-      tessera::io::resize_limits const small{3136, 28 * 28 * 16};
-      tessera::io::qwen2vl_pixels const px = tessera::io::preprocess_qwen2vl(img, small, {}, 1);
+      tessera::model::resize_limits const small{3136, 28 * 28 * 16};
+      tessera::model::qwen2vl_pixels const px = tessera::model::preprocess_qwen2vl(img, small, {}, 1);
       if (px.n_patches() * px.n_features != static_cast<tessera::index_t>(px.pixel_values.size())) __builtin_trap();
     }
   } catch (tessera::error const&) {

@@ -9,8 +9,8 @@
 //   - tiny checkpoints saved by transformers (HF names, tied, Qwen2-VL) and converted to POINTS'
 //     namings (CustomLlama, the 2025 Qwen2 naming, sharded) bind completely, zero-copy, and the
 //     CustomLlama strided K/V and up/gate views equal the HF tensors element by element.
-#include <tessera/io/config.hpp>
-#include <tessera/io/weight_map.hpp>
+#include <tessera/model/points15/config.hpp>
+#include <tessera/model/points15/checkpoint.hpp>
 
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
@@ -22,6 +22,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <variant>
@@ -33,6 +34,9 @@
 
 namespace fs = std::filesystem;
 namespace io = tessera::io;
+namespace model = tessera::model;
+namespace lm = tessera::lm;
+namespace vision = tessera::vision;
 using Catch::Matchers::ContainsSubstring;
 using nlohmann::json;
 using tessera::bf16;
@@ -77,7 +81,7 @@ std::optional<std::int64_t> token_opt(json const& v) {
   return v.get<std::int64_t>();
 }
 
-void check_qwen2(io::qwen2_config const& q, json const& r, json const& derived) {
+void check_qwen2(model::qwen2_config const& q, json const& r, json const& derived) {
   CHECK(q.vocab_size == r["vocab_size"].get<index_t>());
   CHECK(q.hidden_size == r["hidden_size"].get<index_t>());
   CHECK(q.intermediate_size == r["intermediate_size"].get<index_t>());
@@ -94,7 +98,7 @@ void check_qwen2(io::qwen2_config const& q, json const& r, json const& derived) 
   CHECK(q.bos_token_id == token_opt(r["bos_token_id"]));
   CHECK(q.eos_token_ids == token_list(r["eos_token_id"]));
   // Sizes read off the Qwen2ForCausalLM Python built from the same file.
-  io::decoder_config const& d = q.decoder;
+  lm::decoder_config const& d = q.decoder;
   CHECK(d.head_dim == derived["head_dim"].get<index_t>());
   CHECK(d.n_kv_heads == derived["n_kv_heads"].get<index_t>());
   CHECK(d.group_size() == derived["group_size"].get<index_t>());
@@ -104,7 +108,7 @@ void check_qwen2(io::qwen2_config const& q, json const& r, json const& derived) 
   CHECK(d.rotary_dim == derived["rotary_dim"].get<index_t>());
 }
 
-void check_custom_llama(io::custom_llama_config const& l, json const& r, json const& derived) {
+void check_custom_llama(model::custom_llama_config const& l, json const& r, json const& derived) {
   CHECK(l.vocab_size == r["vocab_size"].get<index_t>());
   CHECK(l.hidden_size == r["hidden_size"].get<index_t>());
   CHECK(l.num_layers == r["num_layers"].get<index_t>());
@@ -126,7 +130,7 @@ void check_custom_llama(io::custom_llama_config const& l, json const& r, json co
   CHECK(l.bos_token_id == token_opt(r["bos_token_id"]));
   CHECK(l.eos_token_ids == token_list(r["eos_token_id"]));
   CHECK(l.torch_dtype == dtype_from_torch(r["torch_dtype"]));
-  io::decoder_config const& d = l.decoder;
+  lm::decoder_config const& d = l.decoder;
   CHECK(d.n_layers == r["num_hidden_layers"].get<index_t>());
   CHECK(d.head_dim == derived["head_dim"].get<index_t>());
   CHECK(d.rotary_dim == derived["rotary_dim"].get<index_t>());
@@ -135,7 +139,7 @@ void check_custom_llama(io::custom_llama_config const& l, json const& r, json co
   CHECK(2 * d.d_ff == derived["dense_h_to_4h_rows"].get<index_t>());
 }
 
-void check_vision(io::qwen2_vl_vision_config const& v, json const& r, json const& derived) {
+void check_vision(model::qwen2_vl_vision_config const& v, json const& r, json const& derived) {
   CHECK(v.depth == r["depth"].get<index_t>());
   CHECK(v.embed_dim == r["embed_dim"].get<index_t>());
   CHECK(v.hidden_size == r["hidden_size"].get<index_t>());
@@ -150,7 +154,7 @@ void check_vision(io::qwen2_vl_vision_config const& v, json const& r, json const
   CHECK(v.mlp_dim == derived["mlp_dim"].get<index_t>());
   CHECK(v.patch_dim == derived["patch_dim"].get<index_t>());
   CHECK(v.merge_dim == derived["merge_dim"].get<index_t>());
-  CHECK(io::vision_merger_config(v).out_dim == derived["merger_out_dim"].get<index_t>());
+  CHECK(model::vision_merger_config(v).out_dim == derived["merger_out_dim"].get<index_t>());
   CHECK(v.head_dim / 4 == derived["rope_freqs"].get<index_t>());  // VisionRotaryEmbedding(head_dim / 2)
 }
 
@@ -215,7 +219,7 @@ void require_equal(std::optional<tessera::tensor_view<T const, R>> const& a,
 
 /// Two decoders hold the same weights, whatever their namings and layouts.
 template <class T>
-void require_same_decoder(io::decoder_weights<T> const& a, io::decoder_weights<T> const& b) {
+void require_same_decoder(lm::decoder_weights<T> const& a, lm::decoder_weights<T> const& b) {
   require_equal(a.embed, b.embed, "embed");
   require_equal(a.lm_head, b.lm_head, "lm_head");
   require_equal(a.final_norm.weight, b.final_norm.weight, "final_norm");
@@ -241,8 +245,9 @@ void require_same_decoder(io::decoder_weights<T> const& a, io::decoder_weights<T
 }
 
 template <class T>
-void require_same_vision(io::vision_encoder_weights<T> const& a, io::vision_encoder_weights<T> const& b) {
-  require_equal(a.patch_embed, b.patch_embed, "patch_embed");
+void require_same_vision(vision::vision_encoder_weights<T> const& a, vision::vision_encoder_weights<T> const& b) {
+  require_equal(a.patch_embed.weight, b.patch_embed.weight, "patch_embed");
+  CHECK(!a.patch_embed.bias);
   REQUIRE(a.blocks.size() == b.blocks.size());
   for (std::size_t i = 0; i < a.blocks.size(); ++i) {
     std::string const l = "block " + std::to_string(i) + " ";
@@ -250,8 +255,9 @@ void require_same_vision(io::vision_encoder_weights<T> const& a, io::vision_enco
     auto const& y = b.blocks[i];
     require_equal(x.norm1.weight, y.norm1.weight, l + "norm1");
     require_equal(x.norm1.bias, y.norm1.bias, l + "norm1 bias");
-    require_equal(x.qkv.weight, y.qkv.weight, l + "qkv");
-    require_equal(x.qkv.bias, y.qkv.bias, l + "qkv bias");
+    REQUIRE((x.qkv && y.qkv));
+    require_equal(x.qkv->weight, y.qkv->weight, l + "qkv");
+    require_equal(x.qkv->bias, y.qkv->bias, l + "qkv bias");
     require_equal(x.proj.weight, y.proj.weight, l + "proj");
     require_equal(x.norm2.bias, y.norm2.bias, l + "norm2 bias");
     require_equal(x.fc1.weight, y.fc1.weight, l + "fc1");
@@ -261,7 +267,7 @@ void require_same_vision(io::vision_encoder_weights<T> const& a, io::vision_enco
 }
 
 template <class T>
-void require_same_merger(io::patch_merger_weights<T> const& a, io::patch_merger_weights<T> const& b) {
+void require_same_merger(model::patch_merger_weights<T> const& a, model::patch_merger_weights<T> const& b) {
   require_equal(a.ln_q.weight, b.ln_q.weight, "ln_q");
   require_equal(a.ln_q.bias, b.ln_q.bias, "ln_q bias");
   require_equal(a.fc1.weight, b.fc1.weight, "mlp.0");
@@ -283,7 +289,7 @@ bool inside_mapping(io::checkpoint const& ck, T const* p, index_t n) {
 
 /// Every view of a decoder lies in the mapping (its last element included, strides followed).
 template <class T>
-void require_zero_copy(io::checkpoint const& ck, io::decoder_weights<T> const& w) {
+void require_zero_copy(io::checkpoint const& ck, lm::decoder_weights<T> const& w) {
   auto span_of = [](auto const& v) {  // elements from data() to the last one
     index_t last = 0;
     for (int d = 0; d < std::remove_cvref_t<decltype(v)>::rank; ++d) last += (v.extent(d) - 1) * v.stride(d);
@@ -300,7 +306,7 @@ void require_zero_copy(io::checkpoint const& ck, io::decoder_weights<T> const& w
     CHECK(inside_mapping(ck, l.up.weight.data(), span_of(l.up.weight)));
     CHECK(inside_mapping(ck, l.down.weight.data(), span_of(l.down.weight)));
   }
-  CHECK(w.converted->buffers.empty());
+  CHECK(std::static_pointer_cast<io::converted_tensors<bf16> const>(w.keep_alive)->buffers.empty());
 }
 
 }  // namespace
@@ -327,7 +333,7 @@ TEST_CASE("golden config: Qwen2 configs resolve as Qwen2Config does", "[golden][
     if (c.contains("python_error")) {
       // The reference refuses to build the model; tessera refuses the config.
       INFO("python: " << c["python_error"].get<std::string>());
-      REQUIRE_THROWS_WITH(io::read_qwen2_config(file), ContainsSubstring("field 'num_attention_heads'"));
+      REQUIRE_THROWS_WITH(model::read_qwen2_config(file), ContainsSubstring("field 'num_attention_heads'"));
       continue;
     }
     json const& r = c["resolved"];
@@ -336,16 +342,16 @@ TEST_CASE("golden config: Qwen2 configs resolve as Qwen2Config does", "[golden][
       // query heads cannot share 32 KV heads (num_key_value_groups = 0); tessera refuses it, and
       // the message proves it resolved the same default.
       REQUIRE(r["num_key_value_heads"] == 32);
-      REQUIRE_THROWS_WITH(io::read_qwen2_config(file),
+      REQUIRE_THROWS_WITH(model::read_qwen2_config(file),
                           ContainsSubstring("field 'num_key_value_heads': 32 does not divide num_attention_heads 14"));
       continue;
     }
-    io::qwen2_config const q = io::read_qwen2_config(file);
+    model::qwen2_config const q = model::read_qwen2_config(file);
     check_qwen2(q, r, c["derived"]);
     if (name == "qwen2_empty")  // "{}" names no model: only the Qwen2 reader takes it
-      CHECK_THROWS_WITH(io::read_model_config(file), ContainsSubstring("names no supported model"));
+      CHECK_THROWS_WITH(model::read_model_config(file), ContainsSubstring("names no supported model"));
     else
-      CHECK(std::holds_alternative<io::qwen2_config>(io::read_model_config(file)));
+      CHECK(std::holds_alternative<model::qwen2_config>(model::read_model_config(file)));
   }
   CHECK(n == 10);
 }
@@ -356,7 +362,7 @@ TEST_CASE("golden config: Qwen2-VL vision configs resolve as Qwen2VLVisionConfig
     if (c["kind"] != "qwen2_vl_vision") continue;
     ++n;
     INFO("case " << name << ": " << c["note"].get<std::string>());
-    check_vision(io::read_qwen2_vl_vision_config(fixture(c["file"].get<std::string>())), c["resolved"], c["derived"]);
+    check_vision(model::read_qwen2_vl_vision_config(fixture(c["file"].get<std::string>())), c["resolved"], c["derived"]);
   }
   CHECK(n == 4);
 }
@@ -368,20 +374,20 @@ TEST_CASE("golden config: POINTS1.5 configs resolve as their Python classes do",
     ++n;
     INFO("case " << name << ": " << c["note"].get<std::string>());
     fs::path const file = fixture(c["file"].get<std::string>());
-    io::points15_config const p = io::read_points15_config(file);
+    model::points15_config const p = model::read_points15_config(file);
     if (c["llm_flavour"] == "custom_llama") {
-      REQUIRE(std::holds_alternative<io::custom_llama_config>(p.llm));
-      check_custom_llama(std::get<io::custom_llama_config>(p.llm), c["resolved_llm"], c["derived_llm"]);
+      REQUIRE(std::holds_alternative<model::custom_llama_config>(p.llm));
+      check_custom_llama(std::get<model::custom_llama_config>(p.llm), c["resolved_llm"], c["derived_llm"]);
     } else {
-      REQUIRE(std::holds_alternative<io::qwen2_config>(p.llm));
-      check_qwen2(std::get<io::qwen2_config>(p.llm), c["resolved_llm"], c["derived_llm"]);
+      REQUIRE(std::holds_alternative<model::qwen2_config>(p.llm));
+      check_qwen2(std::get<model::qwen2_config>(p.llm), c["resolved_llm"], c["derived_llm"]);
     }
     check_vision(p.vision, c["resolved_vision"], c["derived_vision"]);
     json const& proj = c["derived_projector"];
     CHECK(p.projector.context_dim == proj["context_dim"].get<index_t>());
     CHECK(p.projector.hidden_dim == proj["hidden_dim"].get<index_t>());
     CHECK(p.projector.out_dim == proj["out_dim"].get<index_t>());
-    CHECK(std::holds_alternative<io::points15_config>(io::read_model_config(file)));
+    CHECK(std::holds_alternative<model::points15_config>(model::read_model_config(file)));
   }
   CHECK(n == 5);
 }
@@ -392,15 +398,15 @@ TEST_CASE("golden config: expected tensor names and shapes equal real-sized refe
   json const& cases = manifest()["config_cases"];
   for (char const* name : {"qwen2_5_0_5b", "qwen2_5_1_5b", "qwen2_5_7b"}) {
     INFO("case " << name);
-    io::qwen2_config const q = io::read_qwen2_config(fixture(cases[name]["file"].get<std::string>()));
-    check_state_dict(spec_map(io::decoder_tensor_specs(q.decoder, io::decoder_naming::hf_qwen2)), sd[name]);
+    model::qwen2_config const q = model::read_qwen2_config(fixture(cases[name]["file"].get<std::string>()));
+    check_state_dict(spec_map(model::decoder_tensor_specs(q.decoder, model::decoder_naming::hf_qwen2)), sd[name]);
   }
   {
     INFO("case vision_empty (Qwen2VisionTransformerPretrainedModel, keys without the visual. prefix)");
-    io::qwen2_vl_vision_config const v =
-        io::read_qwen2_vl_vision_config(fixture(cases["vision_empty"]["file"].get<std::string>()));
-    std::vector<io::tensor_spec> specs = io::vision_encoder_tensor_specs(v, io::vision_naming::qwen2_vl);
-    for (io::tensor_spec& s : io::patch_merger_tensor_specs(io::vision_merger_config(v), io::projector_naming::qwen2_vl_merger))
+    model::qwen2_vl_vision_config const v =
+        model::read_qwen2_vl_vision_config(fixture(cases["vision_empty"]["file"].get<std::string>()));
+    std::vector<io::tensor_spec> specs = model::vision_encoder_tensor_specs(v, model::vision_naming::qwen2_vl);
+    for (io::tensor_spec& s : model::patch_merger_tensor_specs(model::vision_merger_config(v), model::projector_naming::qwen2_vl_merger))
       specs.push_back(s);
     for (io::tensor_spec& s : specs) {
       REQUIRE(s.name.rfind("visual.", 0) == 0);
@@ -410,12 +416,12 @@ TEST_CASE("golden config: expected tensor names and shapes equal real-sized refe
   }
   {
     INFO("case points15_7b (Qwen2.5-7B renamed by spec 4.2 + ViT with its unused merger + projector)");
-    io::points15_config const p = io::read_points15_config(fixture(cases["points15_7b"]["file"].get<std::string>()));
-    std::vector<io::tensor_spec> specs = io::decoder_tensor_specs(p.decoder, io::decoder_naming::points_custom_llama);
-    for (io::tensor_spec& s : io::vision_encoder_tensor_specs(p.vision, io::vision_naming::points)) specs.push_back(s);
-    for (io::unused_spec const& u : io::vision_encoder_unused_specs(p.vision, io::vision_naming::points))
+    model::points15_config const p = model::read_points15_config(fixture(cases["points15_7b"]["file"].get<std::string>()));
+    std::vector<io::tensor_spec> specs = model::decoder_tensor_specs(p.decoder, model::decoder_naming::points_custom_llama);
+    for (io::tensor_spec& s : model::vision_encoder_tensor_specs(p.vision, model::vision_naming::points)) specs.push_back(s);
+    for (io::unused_spec const& u : model::vision_encoder_unused_specs(p.vision, model::vision_naming::points))
       if (u.shape) specs.push_back({u.name, *u.shape, u.reason});  // stored by the reference, never applied
-    for (io::tensor_spec& s : io::patch_merger_tensor_specs(p.projector, io::projector_naming::points))
+    for (io::tensor_spec& s : model::patch_merger_tensor_specs(p.projector, model::projector_naming::points))
       specs.push_back(s);
     check_state_dict(spec_map(specs), sd["points15_7b"]);
   }
@@ -438,25 +444,25 @@ TEST_CASE("golden checkpoints: the files hold the tensors the manifest lists", "
 
 TEST_CASE("golden checkpoints: HF Qwen2 binds completely and zero-copy", "[golden][io][weight_map]") {
   fs::path const dir = checkpoint_dir("qwen2_tiny");
-  io::qwen2_config const cfg = io::read_qwen2_config(dir);
+  model::qwen2_config const cfg = model::read_qwen2_config(dir);
   io::checkpoint const ck(dir);
-  io::qwen2_weights<bf16> const w = io::bind_qwen2<bf16>(ck, cfg);
+  model::qwen2_weights<bf16> const w = model::bind_qwen2<bf16>(ck, cfg);
   CHECK(w.report.n_bound == ck.size());
   CHECK(w.report.n_converted == 0);
   CHECK(w.report.skipped.empty());
-  CHECK(w.decoder.naming == io::decoder_naming::hf_qwen2);
+  CHECK(w.naming == model::decoder_naming::hf_qwen2);
   CHECK_FALSE(w.decoder.lm_head_tied);
   require_zero_copy(ck, w.decoder);
   // The views read the stored tensors: K of KV head 1, row 3 = k_proj row 1 * 16 + 3.
   std::vector<float> const k = ck.to_float("model.layers.1.self_attn.k_proj.weight");
   for (index_t c = 0; c < 64; ++c) CHECK(w.decoder.layers[1].k.weight(1, 3, c).to_float() == k[19 * 64 + c]);
   // A float binding must be asked for; then every tensor is converted exactly (bf16 -> f32).
-  REQUIRE_THROWS_WITH(io::bind_qwen2<float>(ck, cfg), ContainsSubstring("dtype_policy::convert"));
-  io::bind_options convert;
+  REQUIRE_THROWS_WITH(model::bind_qwen2<float>(ck, cfg), ContainsSubstring("dtype_policy::convert"));
+  model::qwen2_bind_options convert;
   convert.dtypes = io::dtype_policy::convert;
-  io::qwen2_weights<float> const f = io::bind_qwen2<float>(ck, cfg, convert);
+  model::qwen2_weights<float> const f = model::bind_qwen2<float>(ck, cfg, convert);
   CHECK(f.report.n_converted == ck.size());
-  CHECK(f.decoder.converted->buffers.size() == ck.size());
+  CHECK(std::static_pointer_cast<io::converted_tensors<float> const>(f.decoder.keep_alive)->buffers.size() == ck.size());
   auto const& lb = w.decoder.layers[0];
   auto const& lf = f.decoder.layers[0];
   for (index_t g = 0; g < 2; ++g)
@@ -468,16 +474,16 @@ TEST_CASE("golden checkpoints: HF Qwen2 binds completely and zero-copy", "[golde
 
 TEST_CASE("golden checkpoints: CustomLlama views equal the HF tensors element by element", "[golden][io][weight_map]") {
   io::checkpoint const hf(checkpoint_dir("qwen2_tiny"));
-  io::qwen2_weights<bf16> const ref = io::bind_qwen2<bf16>(hf, io::read_qwen2_config(checkpoint_dir("qwen2_tiny")));
+  model::qwen2_weights<bf16> const ref = model::bind_qwen2<bf16>(hf, model::read_qwen2_config(checkpoint_dir("qwen2_tiny")));
 
   fs::path const dir = checkpoint_dir("points_custom_llama_tiny");
-  io::points15_config const cfg = io::read_points15_config(dir);
-  REQUIRE(cfg.decoder.flavour == io::decoder_flavour::custom_llama);
+  model::points15_config const cfg = model::read_points15_config(dir);
+  REQUIRE(cfg.decoder.flavour == lm::decoder_flavour::custom_llama);
   io::checkpoint const ck(dir);
-  io::points15_weights<bf16> const w = io::bind_points15<bf16>(ck, cfg);
-  CHECK(w.decoder.naming == io::decoder_naming::points_custom_llama);
-  CHECK(w.vision.naming == io::vision_naming::points);
-  CHECK(w.projector.naming == io::projector_naming::points);
+  model::points15_weights<bf16> const w = model::bind_points15<bf16>(ck, cfg);
+  CHECK(w.naming.decoder == model::decoder_naming::points_custom_llama);
+  CHECK(w.naming.vision == model::vision_naming::points);
+  CHECK(w.naming.projector == model::projector_naming::points);
   REQUIRE(w.decoder.layers[0].kv_fused.has_value());
   REQUIRE(w.decoder.layers[0].up_gate_fused.has_value());
   require_same_decoder(w.decoder, ref.decoder);
@@ -493,16 +499,16 @@ TEST_CASE("golden checkpoints: CustomLlama views equal the HF tensors element by
   CHECK(n_merger == 6);
   CHECK(n_inv == 2);
   // With the policy off, the reference-ignored tensors are errors like any other.
-  io::bind_options strict;
+  model::points15_bind_options strict;
   strict.ignore_known_unused = false;
-  REQUIRE_THROWS_WITH(io::bind_points15<bf16>(ck, cfg, strict),
+  REQUIRE_THROWS_WITH(model::bind_points15<bf16>(ck, cfg, strict),
                       ContainsSubstring("ignore_known_unused is off"));
 }
 
 TEST_CASE("golden checkpoints: Qwen2-VL visual.* and POINTS vision_encoder.* bind to the same ViT",
           "[golden][io][weight_map]") {
   fs::path const vl_dir = checkpoint_dir("qwen2_vl_tiny");
-  io::qwen2_vl_vision_config const vcfg = io::read_qwen2_vl_vision_config(vl_dir);  // a whole Qwen2VLConfig
+  model::qwen2_vl_vision_config const vcfg = model::read_qwen2_vl_vision_config(vl_dir);  // a whole Qwen2VLConfig
   io::checkpoint const vl(vl_dir);
   // The Qwen2-VL language model is Qwen2-shaped (M-RoPE only changes positions): describe it by hand
   // from the text fields of the same config.json.
@@ -512,7 +518,7 @@ TEST_CASE("golden checkpoints: Qwen2-VL visual.* and POINTS vision_encoder.* bin
     ss << in.rdbuf();
     return json::parse(ss.str());
   }();
-  io::decoder_config d;
+  lm::decoder_config d;
   d.vocab_size = text["vocab_size"];
   d.d_model = text["hidden_size"];
   d.n_layers = text["num_hidden_layers"];
@@ -523,21 +529,21 @@ TEST_CASE("golden checkpoints: Qwen2-VL visual.* and POINTS vision_encoder.* bin
   d.rotary_dim = d.head_dim;
   d.tie_word_embeddings = text["tie_word_embeddings"];
   io::weight_binder b(vl);
-  auto const dec = io::bind_decoder<bf16>(b, d);
-  auto const vit = io::bind_vision_encoder<bf16>(b, vcfg);
-  auto const merger = io::bind_patch_merger<bf16>(b, io::vision_merger_config(vcfg));
+  auto const dec = model::bind_decoder<bf16>(b, d);
+  auto const vit = model::bind_vision_encoder<bf16>(b, vcfg);
+  auto const merger = model::bind_patch_merger<bf16>(b, model::vision_merger_config(vcfg));
   io::binding_report const rep = b.finish();
   CHECK(rep.n_bound == vl.size());
   CHECK(rep.skipped.empty());
-  CHECK(dec.naming == io::decoder_naming::hf_qwen2);
-  CHECK(vit.naming == io::vision_naming::qwen2_vl);
-  CHECK(merger.naming == io::projector_naming::qwen2_vl_merger);
-  CHECK(vit.patch_embed.extent(1) == 3 * 2 * 14 * 14);
-  CHECK(inside_mapping(vl, vit.patch_embed.data(), vit.patch_embed.size()));
+  CHECK(model::detect_decoder_naming(vl) == model::decoder_naming::hf_qwen2);
+  CHECK(model::detect_vision_naming(vl) == model::vision_naming::qwen2_vl);
+  CHECK(model::detect_projector_naming(vl) == model::projector_naming::qwen2_vl_merger);
+  CHECK(vit.patch_embed.weight.extent(1) == 3 * 2 * 14 * 14);
+  CHECK(inside_mapping(vl, vit.patch_embed.weight.data(), vit.patch_embed.weight.size()));
 
   io::checkpoint const pc(checkpoint_dir("points_custom_llama_tiny"));
-  io::points15_weights<bf16> const p =
-      io::bind_points15<bf16>(pc, io::read_points15_config(checkpoint_dir("points_custom_llama_tiny")));
+  model::points15_weights<bf16> const p =
+      model::bind_points15<bf16>(pc, model::read_points15_config(checkpoint_dir("points_custom_llama_tiny")));
   require_same_vision(vit, p.vision);
   // The Qwen2-VL tower's merger and POINTS' unused vision_encoder.merger hold the same tensors.
   for (char const* t : {"ln_q.weight", "ln_q.bias", "mlp.0.weight", "mlp.0.bias", "mlp.2.weight", "mlp.2.bias"}) {
@@ -548,38 +554,38 @@ TEST_CASE("golden checkpoints: Qwen2-VL visual.* and POINTS vision_encoder.* bin
 
 TEST_CASE("golden checkpoints: sharded POINTS checkpoint with the 2025 Qwen2 naming", "[golden][io][weight_map]") {
   fs::path const dir = checkpoint_dir("points_qwen2_sharded");
-  io::points15_config const cfg = io::read_points15_config(dir);
-  REQUIRE(cfg.decoder.flavour == io::decoder_flavour::qwen2);
+  model::points15_config const cfg = model::read_points15_config(dir);
+  REQUIRE(cfg.decoder.flavour == lm::decoder_flavour::qwen2);
   io::checkpoint const ck(dir);
   REQUIRE(ck.n_shards() == 2);
-  io::points15_weights<bf16> const w = io::bind_points15<bf16>(ck, cfg);
-  CHECK(w.decoder.naming == io::decoder_naming::points_qwen2);
+  model::points15_weights<bf16> const w = model::bind_points15<bf16>(ck, cfg);
+  CHECK(w.naming.decoder == model::decoder_naming::points_qwen2);
   CHECK(w.report.n_bound == ck.size());
   CHECK(w.report.skipped.empty());
   require_zero_copy(ck, w.decoder);
   CHECK(&ck.shard_of("llm.model.embed_tokens.weight") != &ck.shard_of("vision_encoder.patch_embed.proj.weight"));
 
   io::checkpoint const hf(checkpoint_dir("qwen2_tiny"));
-  require_same_decoder(w.decoder, io::bind_qwen2<bf16>(hf, io::read_qwen2_config(checkpoint_dir("qwen2_tiny"))).decoder);
+  require_same_decoder(w.decoder, model::bind_qwen2<bf16>(hf, model::read_qwen2_config(checkpoint_dir("qwen2_tiny"))).decoder);
   io::checkpoint const pc(checkpoint_dir("points_custom_llama_tiny"));
-  io::points15_weights<bf16> const p =
-      io::bind_points15<bf16>(pc, io::read_points15_config(checkpoint_dir("points_custom_llama_tiny")));
+  model::points15_weights<bf16> const p =
+      model::bind_points15<bf16>(pc, model::read_points15_config(checkpoint_dir("points_custom_llama_tiny")));
   require_same_vision(w.vision, p.vision);
   require_same_merger(w.projector, p.projector);
 }
 
 TEST_CASE("golden checkpoints: a tied Qwen2 saved by transformers has no lm_head tensor", "[golden][io][weight_map]") {
   fs::path const dir = checkpoint_dir("qwen2_tied_tiny");
-  io::qwen2_config const cfg = io::read_qwen2_config(dir);
+  model::qwen2_config const cfg = model::read_qwen2_config(dir);
   REQUIRE(cfg.tie_word_embeddings);
   io::checkpoint const ck(dir);
   CHECK_FALSE(ck.contains("lm_head.weight"));
-  io::qwen2_weights<bf16> const w = io::bind_qwen2<bf16>(ck, cfg);
+  model::qwen2_weights<bf16> const w = model::bind_qwen2<bf16>(ck, cfg);
   CHECK(w.decoder.lm_head_tied);
   CHECK(w.decoder.lm_head.data() == w.decoder.embed.data());
   CHECK(w.report.n_bound == ck.size());
   // Declaring it untied makes the missing head an error naming it.
-  io::qwen2_config untied = cfg;
+  model::qwen2_config untied = cfg;
   untied.decoder.tie_word_embeddings = false;
-  REQUIRE_THROWS_WITH(io::bind_qwen2<bf16>(ck, untied), ContainsSubstring("missing tensor 'lm_head.weight'"));
+  REQUIRE_THROWS_WITH(model::bind_qwen2<bf16>(ck, untied), ContainsSubstring("missing tensor 'lm_head.weight'"));
 }

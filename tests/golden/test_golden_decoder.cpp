@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// text::qwen2_decoder against transformers 4.46.3 Qwen2ForCausalLM (tools/golden/
+// lm::qwen2_decoder against transformers 4.46.3 Qwen2ForCausalLM (tools/golden/
 // make_decoder_goldens.py; versions, seeds and settings in tests/golden/decoder_manifest.json).
 // Two tiny random models: tied embeddings with head_dim 64 (4 heads, 2 KV heads), untied with
 // head_dim 128 (2 heads, 1 KV head). Their weights are bf16 values; HF's f32 run uses them
@@ -16,11 +16,12 @@
 
 #include <tessera/backend/backend.hpp>
 #include <tessera/backend/exec_ctx.hpp>
-#include <tessera/io/config.hpp>
+#include <tessera/model/points15/config.hpp>
 #include <tessera/io/safetensors.hpp>
-#include <tessera/io/weight_map.hpp>
-#include <tessera/text/generate.hpp>
-#include <tessera/text/qwen2_decoder.hpp>
+#include <tessera/model/points15/checkpoint.hpp>
+#include <tessera/lm/generate.hpp>
+#include <tessera/text/tokenizer.hpp>
+#include <tessera/model/qwen2/loader.hpp>
 #include <tessera/text/tokenizer.hpp>
 
 #include <catch2/catch_template_test_macros.hpp>
@@ -83,7 +84,7 @@ struct decoder_golden {
 /// Per-stage outputs captured from the observer: stage -1 .. n_layers.
 struct stages {
   std::vector<std::vector<float>> rows;
-  text::decoder_observer observer() {
+  lm::decoder_observer observer() {
     return [this](index_t stage, tensor_view<float const, 2> h) {
       auto const i = static_cast<std::size_t>(stage + 1);
       if (rows.size() <= i) rows.resize(i + 1);
@@ -93,24 +94,24 @@ struct stages {
 };
 
 template <class Backend, class T>
-std::vector<float> all_logits(text::qwen2_decoder<Backend, T> const& dec, std::span<text::token_id const> ids,
+std::vector<float> all_logits(lm::qwen2_decoder<Backend, T> const& dec, std::span<text::token_id const> ids,
                               exec_ctx<Backend>& ctx, stages* s = nullptr) {
   auto const n = static_cast<index_t>(ids.size());
-  text::kv_cache<float> cache(dec.cache_shape(1, n));
+  lm::kv_cache<float> cache(dec.cache_shape(1, n));
   std::vector<float> logits(static_cast<std::size_t>(n * dec.vocab_size()));
   std::vector<index_t> const slot{0};
   dec.run(ids, seq_offsets::single(n), slot, cache, tensor_view<float, 2>(logits.data(), {n, dec.vocab_size()}), ctx,
-          text::logits_rows::all, s ? s->observer() : text::decoder_observer{});
+          lm::logits_rows::all, s ? s->observer() : lm::decoder_observer{});
   return logits;
 }
 
 /// Prefill the prompt, then feed decode_ids one at a time: the logits of each step [8, vocab].
 template <class Backend, class T, class KV = float>
-std::vector<float> decode_logits(text::qwen2_decoder<Backend, T> const& dec, decoder_golden const& g,
+std::vector<float> decode_logits(lm::qwen2_decoder<Backend, T> const& dec, decoder_golden const& g,
                                  exec_ctx<Backend>& ctx) {
   index_t const vocab = dec.vocab_size();
   auto const n = static_cast<index_t>(g.prompt.size());
-  text::kv_cache<KV> cache(dec.cache_shape(1, n + static_cast<index_t>(g.decode_ids.size())));
+  lm::kv_cache<KV> cache(dec.cache_shape(1, n + static_cast<index_t>(g.decode_ids.size())));
   std::vector<index_t> const slot{0};
   std::vector<float> scratch(static_cast<std::size_t>(vocab)), steps;
   tensor_view<float, 2> const out(scratch.data(), {1, vocab});
@@ -126,7 +127,7 @@ std::vector<float> decode_logits(text::qwen2_decoder<Backend, T> const& dec, dec
 /// second prompt alone and packed (the reference backend, slow in the sanitizer build, does the
 /// first part only: the cpu backend's cache and packing paths are what the rest exercises).
 template <class Backend>
-void check_f32(decoder_golden const& g, text::qwen2_decoder<Backend, bf16> const& dec, bool full) {
+void check_f32(decoder_golden const& g, lm::qwen2_decoder<Backend, bf16> const& dec, bool full) {
   exec_ctx<Backend> ctx;
   index_t const vocab = dec.vocab_size(), n_layers = dec.config().n_layers;
   stages s;
@@ -157,19 +158,19 @@ void check_f32(decoder_golden const& g, text::qwen2_decoder<Backend, bf16> const
   packed.insert(packed.end(), g.prompt2.begin(), g.prompt2.end());
   auto const seqs = seq_offsets::from_lengths({static_cast<std::int64_t>(g.prompt.size()),
                                                static_cast<std::int64_t>(g.prompt2.size())});
-  text::kv_cache<float> cache(dec.cache_shape(2, 32));
+  lm::kv_cache<float> cache(dec.cache_shape(2, 32));
   std::vector<float> both(static_cast<std::size_t>(seqs.n_tokens() * vocab));
   std::vector<index_t> const slots{1, 0};
   dec.run(packed, seqs, slots, cache, tensor_view<float, 2>(both.data(), {seqs.n_tokens(), vocab}), ctx,
-          text::logits_rows::all);
+          lm::logits_rows::all);
   std::span<float const> const all(both);
   require_close(g.name + " f32.logits (packed)", all.first(want_logits.size()), want_logits, tol<float>::vs_golden);
   require_close(g.name + " f32.logits2 (packed)", all.subspan(want_logits.size()), want2, tol<float>::vs_golden);
 }
 
-text::qwen2_decoder<backend::cpu, bf16> load_f32_math(std::string const& name) {
-  text::decoder_options const opt{nn::product_precision::f32};
-  return text::load_qwen2_decoder<backend::cpu, bf16>(golden_dir(name), io::dtype_policy::exact, opt).decoder;
+lm::qwen2_decoder<backend::cpu, bf16> load_f32_math(std::string const& name) {
+  lm::decoder_options const opt{nn::product_precision::f32};
+  return model::load_qwen2_decoder<backend::cpu, bf16>(golden_dir(name), io::dtype_policy::exact, opt).decoder;
 }
 
 }  // namespace
@@ -179,13 +180,13 @@ TEST_CASE("qwen2_decoder matches HF Qwen2ForCausalLM in f32: layers, logits, cac
   for (std::string const name : {"decoder_tied", "decoder_untied"}) {
     INFO(name);
     decoder_golden const g(name);
-    text::decoder_options const opt{nn::product_precision::f32};
-    auto loaded = text::load_qwen2_decoder<backend::cpu, bf16>(golden_dir(name), io::dtype_policy::exact, opt);
+    lm::decoder_options const opt{nn::product_precision::f32};
+    auto loaded = model::load_qwen2_decoder<backend::cpu, bf16>(golden_dir(name), io::dtype_policy::exact, opt);
     REQUIRE(loaded.report.n_converted == 0);  // every weight is a view into the mapped file
     REQUIRE(loaded.decoder.weights().lm_head_tied == (name == "decoder_tied"));
     check_f32(g, loaded.decoder, true);
     // The reference backend on the same views.
-    text::qwen2_decoder<backend::reference, bf16> const ref(loaded.decoder.config(), loaded.decoder.weights(), opt);
+    lm::qwen2_decoder<backend::reference, bf16> const ref(loaded.decoder.config(), loaded.decoder.weights(), opt);
     check_f32(g, ref, false);
   }
 }
@@ -195,7 +196,7 @@ TEST_CASE("qwen2_decoder with f32 weights (converted from the bf16 checkpoint) m
   for (std::string const name : {"decoder_tied", "decoder_untied"}) {
     INFO(name);
     decoder_golden const g(name);
-    auto loaded = text::load_qwen2_decoder<backend::cpu, float>(golden_dir(name), io::dtype_policy::convert);
+    auto loaded = model::load_qwen2_decoder<backend::cpu, float>(golden_dir(name), io::dtype_policy::convert);
     REQUIRE(loaded.report.n_converted > 0);
     exec_ctx<backend::cpu> ctx;
     auto const logits = all_logits(loaded.decoder, g.prompt, ctx);
@@ -213,7 +214,7 @@ TEST_CASE("qwen2_decoder greedy continuation equals HF's for 64 tokens", "[golde
     std::vector<std::int32_t> const want = g.out.get<std::int32_t>("f32.greedy_ids");
     index_t const vocab = dec.vocab_size();
     auto const n = static_cast<index_t>(g.prompt.size());
-    text::kv_cache<float> cache(dec.cache_shape(1, n + static_cast<index_t>(want.size())));
+    lm::kv_cache<float> cache(dec.cache_shape(1, n + static_cast<index_t>(want.size())));
     std::vector<index_t> const slot{0};
     std::vector<float> logits(static_cast<std::size_t>(vocab));
     tensor_view<float, 2> const out(logits.data(), {1, vocab});
@@ -229,7 +230,7 @@ TEST_CASE("qwen2_decoder greedy continuation equals HF's for 64 tokens", "[golde
   }
 }
 
-TEST_CASE("text::generate, greedy, reproduces HF's 64-token continuation, alone and batched with another prompt",
+TEST_CASE("lm::generate, greedy, reproduces HF's 64-token continuation, alone and batched with another prompt",
           "[golden][text][decoder]") {
   // The golden models' 320 ids are more than the tiny test tokenizer has: ids past it have no
   // text, which does not change the tokens.
@@ -241,15 +242,15 @@ TEST_CASE("text::generate, greedy, reproduces HF's 64-token continuation, alone 
     auto const dec = load_f32_math(name);
     exec_ctx<backend::cpu> ctx;
     std::vector<std::int32_t> const want = g.out.get<std::int32_t>("f32.greedy_ids");
-    text::generation_options opt;  // greedy
+    lm::generation_options opt;  // greedy
     opt.max_new_tokens = static_cast<index_t>(want.size());
-    text::kv_cache<float> cache(dec.cache_shape(2, 96));
+    lm::kv_cache<float> cache(dec.cache_shape(2, 96));
     std::vector<std::vector<text::token_id>> const prompts{g.prompt2, g.prompt};
-    auto const both = text::generate(dec, tok, std::span<std::vector<text::token_id> const>(prompts), opt, cache, ctx);
+    auto const both = lm::generate(dec, tok, std::span<std::vector<text::token_id> const>(prompts), opt, cache, ctx);
     REQUIRE(both[1].tokens == want);
-    auto const alone = text::generate(dec, tok, g.prompt, opt, cache, ctx);
+    auto const alone = lm::generate(dec, tok, g.prompt, opt, cache, ctx);
     REQUIRE(alone.tokens == want);
-    REQUIRE(alone.reason == text::finish_reason::length);
+    REQUIRE(alone.reason == lm::finish_reason::length);
   }
 }
 
@@ -258,13 +259,13 @@ TEST_CASE("qwen2_decoder under POINTS1.5 CustomLlama names gives the same logits
   for (std::string const name : {"decoder_tied", "decoder_untied"}) {
     INFO(name);
     decoder_golden const g(name);
-    io::qwen2_config const cfg = io::read_qwen2_config(golden_dir(name));
+    model::qwen2_config const cfg = model::read_qwen2_config(golden_dir(name));
     io::checkpoint const ckpt(golden_dir(name + "_custom_llama.safetensors"));
-    REQUIRE(io::detect_decoder_naming(ckpt) == io::decoder_naming::points_custom_llama);
-    io::qwen2_weights<bf16> w = io::bind_qwen2<bf16>(ckpt, cfg);
+    REQUIRE(model::detect_decoder_naming(ckpt) == model::decoder_naming::points_custom_llama);
+    model::qwen2_weights<bf16> w = model::bind_qwen2<bf16>(ckpt, cfg);
     REQUIRE(w.decoder.layers.front().kv_fused.has_value());
-    text::decoder_options const opt{nn::product_precision::f32};
-    text::qwen2_decoder<backend::cpu, bf16> const custom(cfg.decoder, std::move(w.decoder), opt);
+    lm::decoder_options const opt{nn::product_precision::f32};
+    lm::qwen2_decoder<backend::cpu, bf16> const custom(cfg.decoder, std::move(w.decoder), opt);
     auto const hf = load_f32_math(name);
     exec_ctx<backend::cpu> ctx;
     auto const a = all_logits(hf, g.prompt, ctx);
@@ -290,7 +291,7 @@ TEST_CASE("qwen2_decoder with bf16 products matches HF's bf16 model", "[golden][
   for (std::string const name : {"decoder_tied", "decoder_untied"}) {
     INFO(name);
     decoder_golden const g(name);
-    auto loaded = text::load_qwen2_decoder<backend::cpu, bf16>(golden_dir(name));
+    auto loaded = model::load_qwen2_decoder<backend::cpu, bf16>(golden_dir(name));
     REQUIRE(loaded.decoder.precision() == nn::product_precision::bf16);
     exec_ctx<backend::cpu> ctx;
     stages s;

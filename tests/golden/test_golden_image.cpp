@@ -16,6 +16,7 @@
 #include <tessera/backend/backend.hpp>
 #include <tessera/backend/exec_ctx.hpp>
 #include <tessera/io/image.hpp>
+#include <tessera/model/qwen2_vl/processor.hpp>
 #include <tessera/io/safetensors.hpp>
 #include <tessera/pack/patchify.hpp>
 
@@ -113,10 +114,10 @@ void check_case(nlohmann::json const& c, io::rgb_image const& img) {
   std::string const name = c["name"].get<std::string>();
   INFO("case " << name);
   auto const table = io::normalization_table();
-  io::resize_limits const limits{c["min_pixels"].get<std::int64_t>(), c["max_pixels"].get<std::int64_t>()};
+  model::resize_limits const limits{c["min_pixels"].get<std::int64_t>(), c["max_pixels"].get<std::int64_t>()};
 
   // smart_resize and grid_thw.
-  io::image_size const size = io::smart_resize(img.height(), img.width(), limits);
+  tessera::image_size const size = model::smart_resize(img.height(), img.width(), limits);
   REQUIRE(size.height == c["resized_size"][0].get<index_t>());
   REQUIRE(size.width == c["resized_size"][1].get<index_t>());
 
@@ -131,7 +132,7 @@ void check_case(nlohmann::json const& c, io::rgb_image const& img) {
   }
 
   // pixel_values and grid_thw.
-  io::qwen2vl_pixels const px = io::preprocess_qwen2vl(img, limits);
+  model::qwen2vl_pixels const px = model::preprocess_qwen2vl(img, limits);
   auto const thw = tensor<std::int64_t>(goldens(), c["grid_thw_tensor"].get<std::string>());
   REQUIRE(thw.size() == 3);
   CHECK(px.grid == pack::patch_grid{thw[0], thw[1], thw[2]});

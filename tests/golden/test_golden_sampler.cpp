@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// text::sampler against Hugging Face transformers 4.46.3 generate() (tools/golden/
+// lm::sampler against Hugging Face transformers 4.46.3 generate() (tools/golden/
 // make_sampler_goldens.py; versions, configs and the processors HF built are in
 // tests/golden/sampler_manifest.json). For every case sampler::process must remove exactly the
 // tokens HF removed (-inf) and leave the others at HF's values, and greedy picks must be HF's.
@@ -15,7 +15,7 @@
 #include "common/compare.hpp"
 #include "common/golden.hpp"
 
-#include <tessera/text/sampler.hpp>
+#include <tessera/lm/sampler.hpp>
 
 #include <catch2/catch_test_macros.hpp>
 #include <nlohmann/json.hpp>
@@ -48,8 +48,8 @@ test::golden_file const& goldens() {
   return f;
 }
 
-text::sampling_config config_of(nlohmann::json const& c) {
-  text::sampling_config cfg;
+lm::sampling_config config_of(nlohmann::json const& c) {
+  lm::sampling_config cfg;
   cfg.do_sample = c.at("do_sample").get<bool>();
   cfg.temperature = static_cast<float>(c.at("temperature").get<double>());
   cfg.top_k = c.at("top_k").get<std::int64_t>();
@@ -88,7 +88,7 @@ TEST_CASE("golden: sampler::process matches HF generate()'s processed scores", "
     REQUIRE(static_cast<std::int64_t>(logits.size()) == vocab);
     REQUIRE(want.size() == logits.size());
 
-    text::sampler s(cfg, vocab);
+    lm::sampler s(cfg, vocab);
     std::vector<float> got = logits;
     s.process(got, history);
 
@@ -124,12 +124,12 @@ TEST_CASE("golden: sampler::process matches HF generate()'s processed scores", "
       // Equal scores before the filtering warpers form the groups: the same sampler without top-k,
       // top-p and min-p gives those scores (top-k and min-p never split a group).
       ++n_tie_split;
-      text::sampling_config plain = cfg;
+      lm::sampling_config plain = cfg;
       plain.top_k = 0;
       plain.top_p = 1.0f;
       plain.min_p = 0.0f;
       std::vector<float> pre = logits;
-      text::sampler(plain, vocab).process(pre, history);
+      lm::sampler(plain, vocab).process(pre, history);
       std::map<float, std::vector<std::size_t>> groups;
       for (std::size_t i = 0; i < pre.size(); ++i)
         if (!removed(pre[i])) groups[pre[i]].push_back(i);

@@ -15,14 +15,15 @@
 #include <tessera/backend/exec_ctx.hpp>
 #include <tessera/core/buffer.hpp>
 #include <tessera/core/dtype.hpp>
-#include <tessera/io/config.hpp>
+#include <tessera/model/points15/config.hpp>
 #include <tessera/io/image.hpp>
+#include <tessera/model/qwen2_vl/processor.hpp>
 #include <tessera/io/safetensors.hpp>
-#include <tessera/io/weight_map.hpp>
+#include <tessera/model/points15/checkpoint.hpp>
 #include <tessera/pack/pack_plan.hpp>
 #include <tessera/pack/patchify.hpp>
-#include <tessera/vision/navit_encoder.hpp>
-#include <tessera/vision/qwen2vl_encoder.hpp>
+#include <tessera/model/navit/classifier.hpp>
+#include <tessera/model/qwen2_vl/encoder.hpp>
 
 #include <catch2/catch_template_test_macros.hpp>
 #include <catch2/catch_test_macros.hpp>
@@ -107,7 +108,7 @@ std::vector<index_t> all_rows(index_t n) {
 // ------------------------------------------------------------------------------------------------
 
 struct qwen2vl_golden {
-  io::qwen2_vl_vision_config config = io::read_qwen2_vl_vision_config(golden_path("vision_qwen2vl/config.json"));
+  model::qwen2_vl_vision_config config = model::read_qwen2_vl_vision_config(golden_path("vision_qwen2vl/config.json"));
   io::checkpoint ckpt{golden_path("vision_qwen2vl/model.safetensors")};
   io::safetensors_file out{golden_path("vision_qwen2vl_outputs.safetensors")};
   std::vector<pack::patch_grid> grids;
@@ -131,10 +132,10 @@ std::map<index_t, std::vector<float>> run_qwen2vl(std::span<pack::patch_grid con
                                                   tensor_view<float const, 2> pixels, nn::product_precision prec) {
   qwen2vl_golden const& g = qwen2vl();
   io::weight_binder b(g.ckpt);
-  io::vision_encoder_weights<bf16> const w = io::bind_vision_encoder<bf16>(b, g.config);
+  vision::vision_encoder_weights<bf16> const w = model::bind_vision_encoder<bf16>(b, g.config);
   (void)b.finish();
-  auto const enc = vision::make_qwen2vl_encoder<Backend>(g.config, w);
-  pack::pack_plan const plan = vision::qwen2vl_plan(grids, g.config);
+  auto const enc = model::make_qwen2vl_encoder<Backend>(g.config, w);
+  pack::pack_plan const plan = model::qwen2vl_plan(grids, g.config);
   vision::packed_tokens const tokens = vision::batch_of(plan);
   host_buffer<float> out(pixels.extent(0) * g.config.embed_dim);
   std::map<index_t, std::vector<float>> stages;
@@ -203,7 +204,7 @@ TEST_CASE("the Qwen2-VL tower: packed equals each image alone, and tessera's pix
   // The synthetic images through tessera's own preprocessing give the processor's pixel_values.
   auto const manifest = nlohmann::json::parse(std::ifstream(golden_path("vision_manifest.json")));
   auto const& proc = manifest.at("qwen2vl").at("processor");
-  io::resize_limits const limits{proc.at("min_pixels").get<index_t>(), proc.at("max_pixels").get<index_t>()};
+  model::resize_limits const limits{proc.at("min_pixels").get<index_t>(), proc.at("max_pixels").get<index_t>()};
   row = 0;
   for (std::size_t i = 0; i < g.grids.size(); ++i) {
     std::string const name = "image." + std::to_string(i);
@@ -211,7 +212,7 @@ TEST_CASE("the Qwen2-VL tower: packed equals each image alone, and tessera's pix
     std::vector<index_t> const shape = g.out.info(name).shape;
     io::rgb_image img(shape[0], shape[1]);
     std::copy(px.begin(), px.end(), img.data());
-    io::qwen2vl_pixels const mine = io::preprocess_qwen2vl(img, limits);
+    model::qwen2vl_pixels const mine = model::preprocess_qwen2vl(img, limits);
     REQUIRE(mine.grid == g.grids[i]);
     std::vector<float> const got(mine.pixel_values.data(), mine.pixel_values.data() + mine.grid.n_patches() * f);
     std::vector<float> const want(g.pixels.values.begin() + row * f,
@@ -228,7 +229,7 @@ TEST_CASE("the Qwen2-VL tower: packed equals each image alone, and tessera's pix
 // ------------------------------------------------------------------------------------------------
 
 struct navit_golden {
-  vision::navit_config config = vision::read_navit_config(golden_path("vision_navit/config.json"));
+  model::navit_config config = model::read_navit_config(golden_path("vision_navit/config.json"));
   io::checkpoint ckpt{golden_path("vision_navit/model.safetensors")};
   io::safetensors_file out{golden_path("vision_navit_outputs.safetensors")};
 };
@@ -257,7 +258,7 @@ std::vector<std::vector<golden_tensor>> navit_images(navit_golden const& g) {
 template <class Backend>
 void check_navit(std::string const& prefix, bool drop) {
   navit_golden const& g = navit();
-  vision::navit_config const& c = g.config;
+  model::navit_config const& c = g.config;
   auto const groups = navit_images(g);
   REQUIRE(groups.size() >= 2);
   // The reference pads every group to its longest; row_len = that length reproduces the grouping
@@ -284,7 +285,7 @@ void check_navit(std::string const& prefix, bool drop) {
         keep.per_image.push_back(
             read_as<std::int32_t>(g.out, "drop.keep." + std::to_string(gi) + "." + std::to_string(i)));
   }
-  pack::pack_plan const plan = vision::navit_plan(grids, row_len, 0, drop ? &keep : nullptr);
+  pack::pack_plan const plan = model::navit_plan(grids, row_len, 0, drop ? &keep : nullptr);
   REQUIRE(plan.n_rows() == n_rows);
   for (index_t i = 0; i < plan.n_images(); ++i) REQUIRE(plan.row_of_image(i) == group_of[static_cast<std::size_t>(i)]);
 
@@ -294,7 +295,7 @@ void check_navit(std::string const& prefix, bool drop) {
   pack::gather_patches(plan, views, packed.view(plan.n_slots(), c.patch_dim()));
 
   io::checkpoint const& ckpt = g.ckpt;
-  vision::navit_classifier<Backend, float> const model(c, vision::bind_navit<float>(ckpt, c));
+  model::navit_classifier<Backend, float> const model(c, model::bind_navit<float>(ckpt, c));
   host_buffer<float> tokens(plan.n_slots() * c.dim), pooled(plan.n_images() * c.dim),
       logits(plan.n_images() * c.num_classes);
   std::map<index_t, std::vector<float>> stages;

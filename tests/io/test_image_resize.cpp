@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// io::smart_resize (the spec section 1.2 table, Python's banker's rounding, WePOINTS' small-side
+// model::smart_resize (the spec section 1.2 table, Python's banker's rounding, WePOINTS' small-side
 // rule, the aspect-ratio and zero-side errors), io::resize_bicubic (a hand-checked case from Pillow,
 // the cpu backend against the reference backend on many shapes, thread counts and strided views,
-// argument checks), io::normalize_image and io::preprocess_qwen2vl's shapes. The comparisons with
+// argument checks), io::normalize_image and model::preprocess_qwen2vl's shapes. The comparisons with
 // Pillow and transformers on whole images are in tests/golden/test_golden_image.cpp.
 #include "common/compare.hpp"
 #include "golden/image_test_support.hpp"
@@ -11,6 +11,7 @@
 #include <tessera/backend/exec_ctx.hpp>
 #include <tessera/core/error.hpp>
 #include <tessera/io/image.hpp>
+#include <tessera/model/qwen2_vl/processor.hpp>
 
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
@@ -72,7 +73,7 @@ TEST_CASE("smart_resize reproduces the spec section 1.2 table", "[io][image][uni
   };
   for (auto const& r : table) {
     INFO(r.h << " x " << r.w << ", max_pixels " << r.max_pixels);
-    io::image_size const s = io::smart_resize(r.h, r.w, {3136, r.max_pixels});
+    tessera::image_size const s = model::smart_resize(r.h, r.w, {3136, r.max_pixels});
     CHECK(s.height == r.rh);
     CHECK(s.width == r.rw);
     CHECK((s.height / 14) * (s.width / 14) == r.vit_tokens);
@@ -81,31 +82,31 @@ TEST_CASE("smart_resize reproduces the spec section 1.2 table", "[io][image][uni
 }
 
 TEST_CASE("smart_resize rounds like Python: half to even, in float64", "[io][image][unit]") {
-  io::resize_limits const free{0, std::int64_t{1} << 40};
+  model::resize_limits const free{0, std::int64_t{1} << 40};
   // round(70 / 28) = round(2.5) = 2 and round(98 / 28) = round(3.5) = 4 (std::round would give 3 and 4).
-  CHECK(io::smart_resize(70, 280, free) == io::image_size{56, 280});
-  CHECK(io::smart_resize(98, 280, free) == io::image_size{112, 280});
-  CHECK(io::smart_resize(126, 280, free) == io::image_size{112, 280});  // round(4.5) = 4
-  CHECK(io::smart_resize(154, 280, free) == io::image_size{168, 280});  // round(5.5) = 6
-  CHECK(io::detail::round_half_even(0.5) == 0.0);
-  CHECK(io::detail::round_half_even(1.5) == 2.0);
-  CHECK(io::detail::round_half_even(2.5000000000000004) == 3.0);
-  CHECK(io::detail::round_half_even(3.4999999999999996) == 3.0);
+  CHECK(model::smart_resize(70, 280, free) == tessera::image_size{56, 280});
+  CHECK(model::smart_resize(98, 280, free) == tessera::image_size{112, 280});
+  CHECK(model::smart_resize(126, 280, free) == tessera::image_size{112, 280});  // round(4.5) = 4
+  CHECK(model::smart_resize(154, 280, free) == tessera::image_size{168, 280});  // round(5.5) = 6
+  CHECK(model::detail::round_half_even(0.5) == 0.0);
+  CHECK(model::detail::round_half_even(1.5) == 2.0);
+  CHECK(model::detail::round_half_even(2.5000000000000004) == 3.0);
+  CHECK(model::detail::round_half_even(3.4999999999999996) == 3.0);
 }
 
 TEST_CASE("smart_resize accepts sides below 28 (WePOINTS) and refuses what the reference cannot do",
           "[io][image][unit]") {
-  CHECK(io::smart_resize(1, 1) == io::image_size{56, 56});
-  CHECK(io::smart_resize(27, 10000) == io::image_size{28, 9996});   // no aspect check below 28
-  CHECK(io::smart_resize(1, 100000) == io::image_size{28, 17724});
-  CHECK(io::smart_resize(28, 5600) == io::image_size{28, 5600});     // aspect exactly 200: accepted
-  REQUIRE_THROWS_WITH(io::smart_resize(28, 5601), ContainsSubstring("aspect ratio"));
-  REQUIRE_THROWS_WITH(io::smart_resize(27, 1000000), ContainsSubstring("zero side"));  // Python: (0, 192780)
-  REQUIRE_THROWS_AS(io::smart_resize(0, 10), tessera::error);
-  REQUIRE_THROWS_AS(io::smart_resize(10, -1), tessera::error);
-  REQUIRE_THROWS_AS(io::smart_resize(10, 10, {100, 10}), tessera::error);  // min > max
-  REQUIRE_THROWS_AS(io::smart_resize(10, 10, {}, 0), tessera::error);
-  REQUIRE_THROWS_AS(io::smart_resize(index_t{1} << 27, 10), tessera::error);
+  CHECK(model::smart_resize(1, 1) == tessera::image_size{56, 56});
+  CHECK(model::smart_resize(27, 10000) == tessera::image_size{28, 9996});   // no aspect check below 28
+  CHECK(model::smart_resize(1, 100000) == tessera::image_size{28, 17724});
+  CHECK(model::smart_resize(28, 5600) == tessera::image_size{28, 5600});     // aspect exactly 200: accepted
+  REQUIRE_THROWS_WITH(model::smart_resize(28, 5601), ContainsSubstring("aspect ratio"));
+  REQUIRE_THROWS_WITH(model::smart_resize(27, 1000000), ContainsSubstring("zero side"));  // Python: (0, 192780)
+  REQUIRE_THROWS_AS(model::smart_resize(0, 10), tessera::error);
+  REQUIRE_THROWS_AS(model::smart_resize(10, -1), tessera::error);
+  REQUIRE_THROWS_AS(model::smart_resize(10, 10, {100, 10}), tessera::error);  // min > max
+  REQUIRE_THROWS_AS(model::smart_resize(10, 10, {}, 0), tessera::error);
+  REQUIRE_THROWS_AS(model::smart_resize(index_t{1} << 27, 10), tessera::error);
 }
 
 TEST_CASE("resize_bicubic matches a case computed with Pillow 11", "[io][image][unit]") {
@@ -210,16 +211,16 @@ TEST_CASE("normalize_image applies the table per channel into CHW", "[io][image]
 
 TEST_CASE("preprocess_qwen2vl returns pixel rows and grid_thw of the processor's shapes", "[io][image][unit]") {
   io::rgb_image const img = test::synthetic_image(100, 150);
-  io::qwen2vl_pixels const p = io::preprocess_qwen2vl(img);
-  CHECK(p.resized == io::smart_resize(100, 150));
+  model::qwen2vl_pixels const p = model::preprocess_qwen2vl(img);
+  CHECK(p.resized == model::smart_resize(100, 150));
   CHECK(p.grid == pack::patch_grid{1, p.resized.height / 14, p.resized.width / 14});
   CHECK(p.n_features == 1176);
   CHECK(p.rows().extent(0) == p.n_patches());
   CHECK(p.rows().extent(1) == 1176);
   CHECK(p.n_merged_tokens() * 4 == p.n_patches());
   // Same values whatever the thread count.
-  io::qwen2vl_pixels const q = io::preprocess_qwen2vl(img, {}, {}, 1);
+  model::qwen2vl_pixels const q = model::preprocess_qwen2vl(img, {}, {}, 1);
   CHECK(std::memcmp(p.pixel_values.data(), q.pixel_values.data(),
                     static_cast<std::size_t>(p.n_patches() * 1176) * sizeof(float)) == 0);
-  REQUIRE_THROWS_AS(io::preprocess_qwen2vl(io::rgb_image()), tessera::error);
+  REQUIRE_THROWS_AS(model::preprocess_qwen2vl(io::rgb_image()), tessera::error);
 }

@@ -4,7 +4,7 @@
 // efficiency, varlen == HF cu_seqlens, keep sets, and argument checks.
 #include <tessera/core/error.hpp>
 #include <tessera/pack/pack_plan.hpp>
-#include <tessera/pack/random.hpp>
+#include <tessera/core/random.hpp>
 
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
@@ -127,7 +127,7 @@ TEST_CASE("pack_plan fixed_rows: exact fits leave no padding sequence", "[pack][
 }
 
 TEST_CASE("pack_plan fixed_rows: first-fit equals a naive sequential first-fit", "[pack][unit]") {
-  pack::rng r(20240607);
+  tessera::rng r(20240607);
   for (int trial = 0; trial < 200; ++trial) {
     auto const n = static_cast<index_t>(1 + r.uniform_below(40));
     std::vector<patch_grid> g;
@@ -196,7 +196,7 @@ TEST_CASE("pack_plan varlen: one row, no padding, seqs == HF cu_seqlens", "[pack
     CHECK(plan.image_of_seq(i) == i);
   }
 
-  pack::rng r(7);
+  tessera::rng r(7);
   for (int trial = 0; trial < 20; ++trial) {
     std::vector<patch_grid> gs;
     std::vector<std::int32_t> cu = {0};

@@ -45,7 +45,7 @@ void check_moments(moments const& got, double mu, double var, double dev_max) {
 }
 
 /// The NaFlex size for `ratio`, written from big_vision's prepare_target_hw in float32.
-io::image_size naflex_target(index_t h, index_t w, index_t p, float ratio) {
+tessera::image_size naflex_target(index_t h, index_t w, index_t p, float ratio) {
   auto const side = [&](index_t s) {
     float const t = std::ceil(static_cast<float>(s) * ratio / static_cast<float>(p)) * static_cast<float>(p);
     return static_cast<index_t>(std::max(t, static_cast<float>(p)));
@@ -57,14 +57,14 @@ io::image_size naflex_target(index_t h, index_t w, index_t p, float ratio) {
 
 TEST_CASE("size_for_side keeps the aspect ratio and snaps to patch multiples", "[pack][unit]") {
   // 480 x 640, longer side 320 -> 240 x 320 (scale 1/2, both already multiples of 16).
-  CHECK(pack::size_for_side(480, 640, 320.0, 16) == io::image_size{240, 320});
-  CHECK(pack::size_for_side(640, 480, 320.0, 16) == io::image_size{320, 240});
+  CHECK(pack::size_for_side(480, 640, 320.0, 16) == tessera::image_size{240, 320});
+  CHECK(pack::size_for_side(640, 480, 320.0, 16) == tessera::image_size{320, 240});
   // 10 x 1000 at 100: width round(6.25) * 16 = 96, height 1 px -> at least one patch.
-  CHECK(pack::size_for_side(10, 1000, 100.0, 16) == io::image_size{16, 96});
+  CHECK(pack::size_for_side(10, 1000, 100.0, 16) == tessera::image_size{16, 96});
   // Halves round away from zero: 24 / 16 = 1.5 -> 2 patches.
-  CHECK(pack::size_for_side(100, 100, 24.0, 16) == io::image_size{32, 32});
+  CHECK(pack::size_for_side(100, 100, 24.0, 16) == tessera::image_size{32, 32});
   // 300 x 200 at 200, p 14: 200 / 14 = 14.29 -> 196; 200 * 200 / 300 = 133.3 / 14 = 9.52 -> 140.
-  CHECK(pack::size_for_side(300, 200, 200.0, 14) == io::image_size{196, 140});
+  CHECK(pack::size_for_side(300, 200, 200.0, 14) == tessera::image_size{196, 140});
   CHECK_THROWS_WITH(pack::size_for_side(0, 10, 100.0, 16), ContainsSubstring("sides in [1, 2^24]"));
   CHECK_THROWS_WITH(pack::size_for_side(10, 10, -1.0, 16), ContainsSubstring("side -1"));
   CHECK_THROWS_WITH(pack::size_for_side(10, 10, 10.0, 0), ContainsSubstring("patch must be in [1, 4096]"));
@@ -72,7 +72,7 @@ TEST_CASE("size_for_side keeps the aspect ratio and snaps to patch multiples", "
 
 TEST_CASE("sample_side: uniform and NaViT's truncated normal", "[pack][unit]") {
   SECTION("uniform") {
-    pack::rng r(21);
+    tessera::rng r(21);
     // U(64, 384): mean 224, variance 320^2 / 12, |x - mu| <= 160.
     check_moments(sample_moments([&] { return pack::sample_side(pack::side_uniform{64, 384}, r); }), 224.0,
                   320.0 * 320.0 / 12.0, 160.0);
@@ -85,12 +85,12 @@ TEST_CASE("sample_side: uniform and NaViT's truncated normal", "[pack][unit]") {
     auto const Phi = [](double z) { return 0.5 * std::erfc(-z / std::sqrt(2.0)); };
     double const al = -0.5, be = 1.5, Z = Phi(be) - Phi(al), d = (phi(al) - phi(be)) / Z;
     double const eu = -0.5 + d, vu = 1 + (al * phi(al) - be * phi(be)) / Z - d * d;
-    pack::rng r(22);
+    tessera::rng r(22);
     auto const got = sample_moments([&] { return pack::sample_side(pack::side_truncated_normal{}, r); });
     check_moments(got, 64 + 160 * (eu + 1), 160.0 * 160.0 * vu, 320.0);
     CHECK(got.mean < 224.0);  // biased towards small sides
   }
-  pack::rng r(1);
+  tessera::rng r(1);
   CHECK_THROWS_WITH(pack::sample_side(pack::side_uniform{0, 10}, r), ContainsSubstring("0 < lo <= hi <= 2^24"));
   CHECK_THROWS_WITH(pack::sample_side(pack::side_truncated_normal{100, 50}, r), ContainsSubstring("0 < lo <= hi"));
   CHECK_THROWS_WITH(pack::sample_side(pack::side_truncated_normal{64, 384, -0.5, 0.0}, r), ContainsSubstring("sigma > 0"));
@@ -98,9 +98,9 @@ TEST_CASE("sample_side: uniform and NaViT's truncated normal", "[pack][unit]") {
 
 TEST_CASE("sample_resolution: patch multiples, aspect ratio, reproducible", "[pack][unit]") {
   auto const draw_all = [](std::uint64_t seed) {
-    std::vector<io::image_size> out;
+    std::vector<tessera::image_size> out;
     for (std::uint64_t i = 0; i < 50; ++i) {
-      pack::rng r(seed, i);
+      tessera::rng r(seed, i);
       out.push_back(pack::sample_resolution(375, 500, pack::side_truncated_normal{64, 384}, 16, r));
     }
     return out;
@@ -116,7 +116,7 @@ TEST_CASE("sample_resolution: patch multiples, aspect ratio, reproducible", "[pa
     // Aspect 3:4 up to rounding each side by at most half a patch.
     CHECK(std::abs(static_cast<double>(s.height) - 0.75 * static_cast<double>(s.width)) <= 8.0 + 0.75 * 8.0);
   }
-  pack::rng r(1);
+  tessera::rng r(1);
   CHECK_THROWS_WITH(pack::sample_resolution(0, 5, pack::side_uniform{}, 16, r), ContainsSubstring("sides in [1, 2^24]"));
 }
 
@@ -151,8 +151,8 @@ TEST_CASE("fit_to_token_budget reproduces big_vision NaFlex sizing", "[pack][uni
     CHECK(f.height >= t.p);
     CHECK(f.width >= t.p);
     CHECK((f.height / t.p) * (f.width / t.p) <= t.max_tokens);
-    CHECK(naflex_target(t.h, t.w, t.p, f.ratio) == io::image_size{f.height, f.width});
-    io::image_size const bigger = naflex_target(t.h, t.w, t.p, f.ratio + 1e-5f);
+    CHECK(naflex_target(t.h, t.w, t.p, f.ratio) == tessera::image_size{f.height, f.width});
+    tessera::image_size const bigger = naflex_target(t.h, t.w, t.p, f.ratio + 1e-5f);
     CHECK((bigger.height / t.p) * (bigger.width / t.p) > t.max_tokens);
   }
 

@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
-// pack::rng, the distributions of pack/random.hpp and the token-dropping policies: published test
+// tessera::rng, the distributions of pack/random.hpp and the token-dropping policies: published test
 // vectors (splitmix64, xoshiro256**), a Python re-implementation of the documented seeding,
 // statistical checks with fixed seeds (bounds: 5 standard errors of the estimate, derived in each
 // test), hand-worked keep counts, the schedule at known points, reproducibility and errors.
 #include <tessera/core/error.hpp>
 #include <tessera/pack/pack_plan.hpp>
-#include <tessera/pack/random.hpp>
+#include <tessera/core/random.hpp>
 #include <tessera/pack/token_drop.hpp>
 
 #include <catch2/catch_test_macros.hpp>
@@ -59,25 +59,25 @@ void check_moments(moments const& got, double mu, double var, double dev_max) {
 TEST_CASE("rng: published test vectors and the documented seeding", "[pack][unit]") {
   // splitmix64 from state 0 (Vigna's splitmix64.c reference outputs).
   std::uint64_t st = 0;
-  CHECK(pack::splitmix64(st) == 0xe220a8397b1dcdafULL);
-  CHECK(pack::splitmix64(st) == 0x6e789e6aa1b965f4ULL);
-  CHECK(pack::splitmix64(st) == 0x06c45d188009454fULL);
+  CHECK(tessera::splitmix64(st) == 0xe220a8397b1dcdafULL);
+  CHECK(tessera::splitmix64(st) == 0x6e789e6aa1b965f4ULL);
+  CHECK(tessera::splitmix64(st) == 0x06c45d188009454fULL);
   // xoshiro256** from state {1, 2, 3, 4} (reference xoshiro256starstar.c).
-  auto x = pack::rng::from_state(1, 2, 3, 4);
+  auto x = tessera::rng::from_state(1, 2, 3, 4);
   CHECK(x() == 11520ULL);
   CHECK(x() == 0ULL);
   CHECK(x() == 1509978240ULL);
   CHECK(x() == 1215971899390074240ULL);
   // rng(42, 3): values from a separate Python implementation of the seeding rule in random.hpp.
-  pack::rng r(42, 3);
+  tessera::rng r(42, 3);
   CHECK(r() == 0x5d820981817e4addULL);
   CHECK(r() == 0x93727ee08c7311a2ULL);
   CHECK(r() == 0x22c7a9f117c4446dULL);
-  CHECK_THROWS_WITH(pack::rng::from_state(0, 0, 0, 0), ContainsSubstring("must not be all zero"));
+  CHECK_THROWS_WITH(tessera::rng::from_state(0, 0, 0, 0), ContainsSubstring("must not be all zero"));
 }
 
 TEST_CASE("rng: uniform draws", "[pack][unit]") {
-  pack::rng r(1);
+  tessera::rng r(1);
   // U[0, 1): mean 1/2, variance 1/12, |x - mu| <= 1/2.
   check_moments(sample_moments([&] { return r.uniform(); }), 0.5, 1.0 / 12.0, 0.5);
   for (int i = 0; i < 1000; ++i) {
@@ -94,26 +94,26 @@ TEST_CASE("rng: uniform draws", "[pack][unit]") {
 
 TEST_CASE("random distributions match their analytic moments", "[pack][unit]") {
   SECTION("normal") {
-    pack::rng r(2);
+    tessera::rng r(2);
     // N(0, 1): var of s^2 is 2 sigma^4 / n (m4 = 3); dev_max = sqrt(3) gives exactly that bound.
     check_moments(sample_moments([&] { return r.normal(); }), 0.0, 1.0, std::sqrt(3.0));
   }
   SECTION("gamma") {
     // Gamma(k): mean k, variance k; m4 = 3k^2 + 6k, i.e. dev_max^2 = 3k + 6.
     for (double k : {0.4, 1.0, 3.5}) {
-      pack::rng r(3);
+      tessera::rng r(3);
       INFO("shape " << k);
-      check_moments(sample_moments([&] { return pack::sample_gamma(r, k); }), k, k, std::sqrt(3 * k + 6));
+      check_moments(sample_moments([&] { return tessera::sample_gamma(r, k); }), k, k, std::sqrt(3 * k + 6));
     }
   }
   SECTION("beta") {
     // Beta(a, b) on [0, 1]: mean a / (a + b), variance ab / ((a+b)^2 (a+b+1)); |x - mu| <= 1.
     for (auto const& ab : {std::pair{0.7, 1.63}, std::pair{2.0, 5.0}, std::pair{0.2, 0.3}}) {
       double const a = ab.first, b = ab.second;  // not a structured binding: clang 14 cannot capture those
-      pack::rng r(4);
+      tessera::rng r(4);
       INFO("a " << a << " b " << b);
       double const mu = a / (a + b), var = a * b / ((a + b) * (a + b) * (a + b + 1));
-      check_moments(sample_moments([&] { return pack::sample_beta(r, a, b); }), mu, var, 1.0);
+      check_moments(sample_moments([&] { return tessera::sample_beta(r, a, b); }), mu, var, 1.0);
     }
   }
   SECTION("truncated normal") {
@@ -126,7 +126,7 @@ TEST_CASE("random distributions match their analytic moments", "[pack][unit]") {
       double mu, lo, hi;
     };
     for (tc c : {tc{-0.5, -1.0, 1.0}, tc{0.0, 5.0, 6.0}, tc{0.0, -7.0, -6.5}, tc{3.0, -1.0, 1.0}}) {
-      pack::rng r(5);
+      tessera::rng r(5);
       INFO("mu " << c.mu << " on [" << c.lo << ", " << c.hi << "]");
       double const al = c.lo - c.mu, be = c.hi - c.mu;
       // Z from the tail on the far side of the mean to keep precision in the tails.
@@ -134,28 +134,28 @@ TEST_CASE("random distributions match their analytic moments", "[pack][unit]") {
       double const d = (phi(al) - phi(be)) / Z;
       double const mean = c.mu + d, var = 1 + (al * phi(al) - be * phi(be)) / Z - d * d;
       moments const got = sample_moments([&] {
-        double const v = pack::sample_truncated_normal(r, c.mu, 1.0, c.lo, c.hi);
+        double const v = tessera::sample_truncated_normal(r, c.mu, 1.0, c.lo, c.hi);
         REQUIRE((v >= c.lo && v <= c.hi));
         return v;
       });
       check_moments(got, mean, var, c.hi - c.lo);
     }
   }
-  pack::rng r(1);
-  CHECK_THROWS_WITH(pack::sample_gamma(r, 0.0), ContainsSubstring("shape must be positive"));
-  CHECK_THROWS_WITH(pack::sample_beta(r, 1.0, -1.0), ContainsSubstring("must be positive"));
-  CHECK_THROWS_WITH(pack::sample_truncated_normal(r, 0.0, 0.0, -1.0, 1.0), ContainsSubstring("sigma > 0"));
-  CHECK_THROWS_WITH(pack::sample_truncated_normal(r, 0.0, 1.0, 1.0, -1.0), ContainsSubstring("lo <= hi"));
-  CHECK_THROWS_WITH(pack::sample_truncated_normal(r, 0.0, 1.0, 50.0, 60.0), ContainsSubstring("no representable mass"));
-  CHECK(pack::sample_truncated_normal(r, 0.0, 1.0, 2.0, 2.0) == 2.0);
+  tessera::rng r(1);
+  CHECK_THROWS_WITH(tessera::sample_gamma(r, 0.0), ContainsSubstring("shape must be positive"));
+  CHECK_THROWS_WITH(tessera::sample_beta(r, 1.0, -1.0), ContainsSubstring("must be positive"));
+  CHECK_THROWS_WITH(tessera::sample_truncated_normal(r, 0.0, 0.0, -1.0, 1.0), ContainsSubstring("sigma > 0"));
+  CHECK_THROWS_WITH(tessera::sample_truncated_normal(r, 0.0, 1.0, 1.0, -1.0), ContainsSubstring("lo <= hi"));
+  CHECK_THROWS_WITH(tessera::sample_truncated_normal(r, 0.0, 1.0, 50.0, 60.0), ContainsSubstring("no representable mass"));
+  CHECK(tessera::sample_truncated_normal(r, 0.0, 1.0, 2.0, 2.0) == 2.0);
 }
 
 TEST_CASE("sample_without_replacement is uniform, sorted and distinct", "[pack][unit]") {
   // Each of n = 10 indices is in a 3-subset with probability 3/10; count sd = sqrt(N p (1 - p)).
   std::vector<int> count(10, 0);
   for (int t = 0; t < n_draws; ++t) {
-    pack::rng r(99, static_cast<std::uint64_t>(t));
-    auto const s = pack::sample_without_replacement(r, 10, 3);
+    tessera::rng r(99, static_cast<std::uint64_t>(t));
+    auto const s = tessera::sample_without_replacement(r, 10, 3);
     REQUIRE(s.size() == 3);
     REQUIRE(std::is_sorted(s.begin(), s.end()));
     REQUIRE(std::adjacent_find(s.begin(), s.end()) == s.end());
@@ -163,10 +163,10 @@ TEST_CASE("sample_without_replacement is uniform, sorted and distinct", "[pack][
   }
   double const p = 0.3, sd = std::sqrt(n_draws * p * (1 - p));
   for (int c : count) CHECK(std::abs(c - n_draws * p) <= 5 * sd);
-  pack::rng r(1);
-  CHECK(pack::sample_without_replacement(r, 5, 5) == std::vector<std::int32_t>{0, 1, 2, 3, 4});
-  CHECK(pack::sample_without_replacement(r, 5, 0).empty());
-  CHECK_THROWS_WITH(pack::sample_without_replacement(r, 5, 6), ContainsSubstring("0 <= k <= n"));
+  tessera::rng r(1);
+  CHECK(tessera::sample_without_replacement(r, 5, 5) == std::vector<std::int32_t>{0, 1, 2, 3, 4});
+  CHECK(tessera::sample_without_replacement(r, 5, 0).empty());
+  CHECK_THROWS_WITH(tessera::sample_without_replacement(r, 5, 6), ContainsSubstring("0 <= k <= n"));
 }
 
 TEST_CASE("n_keep: max(1, floor(n (1 - rate))) as vit-pytorch", "[pack][unit]") {
@@ -223,14 +223,14 @@ TEST_CASE("drop_beta: the rate follows u * d_max, u ~ Beta with mean d_mu / d_ma
   // mean 0.3, variance 0.36 * 0.075 = 0.027, |rate - 0.3| <= 0.3.
   pack::drop_beta const beta{0.3, 0.6, 0.3};
   patch_grid const g{1, 8, 8};
-  pack::rng r(11);
+  tessera::rng r(11);
   check_moments(sample_moments([&] { return pack::drop_rate(beta, g, r); }), 0.3, 0.027, 0.3);
   // Skewed: d_mu = 0.1, d_max = 1 (a = 0.1 * 7/3 < 1 exercises the shape < 1 path): var 0.3 * 0.09.
-  pack::rng r2(12);
+  tessera::rng r2(12);
   check_moments(sample_moments([&] { return pack::drop_rate(pack::drop_beta{0.1, 1.0, 0.3}, g, r2); }), 0.1,
                 0.3 * 0.1 * 0.9, 0.9);
   // Point-mass limits.
-  pack::rng r3(13);
+  tessera::rng r3(13);
   CHECK(pack::drop_rate(pack::drop_beta{0.0, 0.5, 0.3}, g, r3) == 0.0);
   CHECK(pack::drop_rate(pack::drop_beta{0.5, 0.5, 0.3}, g, r3) == 0.5);
   // Per-image keep counts follow the per-image rates.
@@ -247,7 +247,7 @@ TEST_CASE("drop_beta: the rate follows u * d_max, u ~ Beta with mean d_mu / d_ma
 
 TEST_CASE("drop_by_resolution: linear in the token count between the anchors", "[pack][unit]") {
   pack::drop_by_resolution const p{64, 256, 0.1, 0.5};
-  pack::rng r(1);
+  tessera::rng r(1);
   CHECK(pack::drop_rate(p, {1, 4, 4}, r) == 0.1);    // 16 <= 64
   CHECK(pack::drop_rate(p, {1, 8, 8}, r) == 0.1);    // 64
   CHECK_THAT(pack::drop_rate(p, {1, 10, 16}, r), WithinAbs(0.1 + 0.4 * 96.0 / 192.0, 1e-15));  // 160: halfway

@@ -12,8 +12,8 @@
 #include <tessera/core/buffer.hpp>
 #include <tessera/core/dtype.hpp>
 #include <tessera/pack/pack_plan.hpp>
-#include <tessera/vision/navit_encoder.hpp>
-#include <tessera/vision/qwen2vl_encoder.hpp>
+#include <tessera/model/navit/classifier.hpp>
+#include <tessera/model/qwen2_vl/encoder.hpp>
 #include <tessera/vision/pool_policies.hpp>
 
 #include <catch2/catch_template_test_macros.hpp>
@@ -42,10 +42,10 @@ struct random_weights {
   explicit random_weights(vision::vision_encoder_config const& c, bool navit_style, std::uint64_t seed) : gen(seed) {
     index_t const d = c.block.d_model, inner = c.block.inner(), ff = c.block.d_ff;
     auto const norm = [&](index_t n, bool bias) {
-      return io::norm_weights<T>{vec(n, 0.2f, 1.0f), bias ? std::optional(vec(n, 0.1f, 0.0f)) : std::nullopt};
+      return nn::norm_weights<T>{vec(n, 0.2f, 1.0f), bias ? std::optional(vec(n, 0.1f, 0.0f)) : std::nullopt};
     };
     auto const lin = [&](index_t out, index_t in, bool bias) {
-      return io::linear_weights<T>{mat(out, in, 1.0f / std::sqrt(static_cast<float>(in)), 0.0f),
+      return nn::linear_weights<T>{mat(out, in, 1.0f / std::sqrt(static_cast<float>(in)), 0.0f),
                                    bias ? std::optional(vec(out, 0.1f, 0.0f)) : std::nullopt};
     };
     w.patch_embed = lin(d, c.patch_dim, navit_style);
@@ -158,7 +158,7 @@ TEMPLATE_TEST_CASE("vision_encoder (Qwen2-VL style): cpu matches the reference",
 TEMPLATE_TEST_CASE("vision_encoder (NaViT style, pooled): cpu matches the reference", "[vision][unit]", float, bf16) {
   auto const c = small_config();
   random_weights<TestType> const rw(c, true, test::seed(12));
-  pack::pack_plan const plan = vision::navit_plan(grids, 40, 3);
+  pack::pack_plan const plan = model::navit_plan(grids, 40, 3);
   auto const packed = pack_rows(plan, image_patches(c.patch_dim, 6), c.patch_dim);
   exec_ctx<backend::reference> rctx;
   exec_ctx<backend::cpu> cctx;
@@ -195,9 +195,9 @@ TEST_CASE("vision_encoder: packed equals each image alone, and padding never cha
   // The same images packed in several ways: varlen, rows of 40 / 64 / 200 slots, a cap of 1 and 2.
   std::vector<pack::pack_plan> plans;
   plans.push_back(pack::pack_plan::make(grids));
-  for (index_t row_len : {40, 64, 200}) plans.push_back(vision::navit_plan(grids, row_len));
-  plans.push_back(vision::navit_plan(grids, 64, 1));
-  plans.push_back(vision::navit_plan(grids, 64, 2));
+  for (index_t row_len : {40, 64, 200}) plans.push_back(model::navit_plan(grids, row_len));
+  plans.push_back(model::navit_plan(grids, 64, 1));
+  plans.push_back(model::navit_plan(grids, 64, 2));
   for (pack::pack_plan const& plan : plans) {
     INFO("plan: " << plan.n_rows() << " rows of " << plan.row_len() << " slots");
     auto const packed = pack_rows(plan, per_image, c.patch_dim);
@@ -256,7 +256,7 @@ TEST_CASE("vision_encoder refuses inconsistent weights and inputs", "[vision][un
 TEST_CASE("NaViT config.json is read strictly", "[vision][unit]") {
   std::string const good = R"({"architecture": "vit_pytorch.NaViT", "image_size": [64, 48], "patch_size": 8,
     "num_classes": 10, "dim": 64, "depth": 2, "heads": 4, "dim_head": 16, "mlp_dim": 128, "channels": 3})";
-  vision::navit_config const c = vision::parse_navit_config(good, "good.json");
+  model::navit_config const c = model::parse_navit_config(good, "good.json");
   CHECK(c.image_height == 64);
   CHECK(c.image_width == 48);
   CHECK(c.rows_y() == 8);
@@ -264,21 +264,21 @@ TEST_CASE("NaViT config.json is read strictly", "[vision][unit]") {
   CHECK(c.patch_dim() == 192);
   CHECK(c.layer_norm_eps == 1e-5);
   CHECK(c.position_coords == posemb::coord_mode::absolute);
-  REQUIRE_TESSERA_ERROR(vision::parse_navit_config(R"({"architecture": "ViT"})", "a.json"), "architecture");
+  REQUIRE_TESSERA_ERROR(model::parse_navit_config(R"({"architecture": "ViT"})", "a.json"), "architecture");
   REQUIRE_TESSERA_ERROR(
-      vision::parse_navit_config(R"({"architecture": "vit_pytorch.NaViT", "image_size": 60, "patch_size": 8,
+      model::parse_navit_config(R"({"architecture": "vit_pytorch.NaViT", "image_size": 60, "patch_size": 8,
         "num_classes": 10, "dim": 64, "depth": 2, "heads": 4, "mlp_dim": 128})", "b.json"),
       "not a multiple of patch_size");
   REQUIRE_TESSERA_ERROR(
-      vision::parse_navit_config(R"({"architecture": "vit_pytorch.NaViT", "image_size": 64, "patch_size": 8,
+      model::parse_navit_config(R"({"architecture": "vit_pytorch.NaViT", "image_size": 64, "patch_size": 8,
         "num_classes": 10, "depth": 2, "heads": 4, "mlp_dim": 128})", "c.json"),
       "dim");
   REQUIRE_TESSERA_ERROR(
-      vision::parse_navit_config(R"({"architecture": "vit_pytorch.NaViT", "image_size": 64, "patch_size": 8,
+      model::parse_navit_config(R"({"architecture": "vit_pytorch.NaViT", "image_size": 64, "patch_size": 8,
         "num_classes": 10, "dim": 64, "depth": -1, "heads": 4, "mlp_dim": 128})", "d.json"),
       "depth");
   REQUIRE_TESSERA_ERROR(
-      vision::parse_navit_config(R"({"architecture": "vit_pytorch.NaViT", "image_size": 64, "patch_size": 8,
+      model::parse_navit_config(R"({"architecture": "vit_pytorch.NaViT", "image_size": 64, "patch_size": 8,
         "num_classes": 10, "dim": 64, "depth": 2, "heads": 4, "mlp_dim": 128, "position_coords": "polar"})", "e.json"),
       "position_coords");
 }

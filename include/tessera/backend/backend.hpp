@@ -4,6 +4,7 @@
 #pragma once
 
 #include <tessera/core/config.hpp>
+#include <tessera/core/memory_space.hpp>
 
 // GCC 12.2 warns about intentionally undefined vectors inside its own intrinsics once xsimd's
 // math functions are inlined (GCC bug 105593, fixed in GCC 12.3 and 13).
@@ -19,8 +20,8 @@
 
 namespace tessera::backend {
 
-struct host_space {};    ///< memory the CPU can dereference
-struct device_space {};  ///< CUDA device memory
+using tessera::device_space;  // core/memory_space.hpp
+using tessera::host_space;
 
 /// Plain loops, no SIMD, no threads: obviously correct, the oracle every test compares to.
 struct reference {};

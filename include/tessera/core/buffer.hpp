@@ -48,17 +48,17 @@ void check_view_fits(std::array<index_t, Rank> const& extents, index_t size, cha
 }
 }  // namespace detail
 
-template <class T, class Space = backend::host_space>
+template <class T, class Space = host_space>
 class buffer;
 
 template <class T>
-class buffer<T, backend::host_space> {
+class buffer<T, host_space> {
   static_assert(std::is_trivially_copyable_v<T> && std::is_trivially_destructible_v<T>,
                 "tessera::buffer holds trivially copyable element types only");
 
  public:
   using value_type = T;
-  using space = backend::host_space;
+  using space = host_space;
 
   buffer() noexcept = default;
   /// n elements, uninitialized (trivial types: the memory holds whatever was there).
@@ -150,6 +150,6 @@ class buffer<T, backend::host_space> {
 };
 
 template <class T>
-using host_buffer = buffer<T, backend::host_space>;
+using host_buffer = buffer<T, host_space>;
 
 }  // namespace tessera

@@ -3,8 +3,9 @@
 // first). The Space parameter makes handing host memory to the CUDA backend a compile error.
 #pragma once
 
-#include <tessera/backend/backend.hpp>
+#include <tessera/core/config.hpp>
 #include <tessera/core/error.hpp>
+#include <tessera/core/memory_space.hpp>
 
 #include <array>
 #include <concepts>
@@ -13,7 +14,7 @@
 
 namespace tessera {
 
-template <class T, int Rank, class Space = backend::host_space>
+template <class T, int Rank, class Space = host_space>
 class tensor_view {
   static_assert(Rank >= 1, "tensor_view: Rank must be at least 1");
 
@@ -111,7 +112,7 @@ class tensor_view {
 };
 
 template <class T, int Rank>
-using host_view = tensor_view<T, Rank, backend::host_space>;
+using host_view = tensor_view<T, Rank, host_space>;
 
 /// True when two views have the same extents.
 template <class T, class U, int Rank, class S>

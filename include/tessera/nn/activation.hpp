@@ -9,6 +9,8 @@
 #include <tessera/core/error.hpp>
 #include <tessera/core/tensor_view.hpp>
 
+#include <string_view>
+
 namespace tessera::nn {
 
 /// Which GELU: torch.nn.functional.gelu(x, approximate='none' | 'tanh').
@@ -16,6 +18,20 @@ enum class gelu_approx {
   erf,   ///< exact: 0.5 x (1 + erf(x / sqrt(2))) -- nn.GELU(), the POINTS1.5 patch merger
   tanh,  ///< 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))) -- gelu_pytorch_tanh, Flax nn.gelu
 };
+
+/// An activation named at run time, e.g. by a config's hidden_act (transformers' ACT2FN names:
+/// "silu", "gelu", "gelu_pytorch_tanh", "quick_gelu"). See nn::activate.
+enum class activation_kind { silu, gelu_erf, gelu_tanh, quick_gelu };
+
+[[nodiscard]] constexpr std::string_view name_of(activation_kind a) noexcept {
+  switch (a) {
+    case activation_kind::silu: return "silu";
+    case activation_kind::gelu_erf: return "gelu_erf";
+    case activation_kind::gelu_tanh: return "gelu_tanh";
+    case activation_kind::quick_gelu: return "quick_gelu";
+  }
+  return "?";
+}
 
 namespace detail {
 /// The element-wise functions behind the public calls (a template argument of the kernels).
@@ -83,6 +99,19 @@ void silu(tensor_view<float const, 2, backend::space_t<Backend>> x, tensor_view<
   detail::check_unary("nn::silu", x, y);
   if (x.extent(0) == 0 || x.extent(1) == 0) return;
   detail::activation_impl<Backend>::template run<detail::activation::silu>(x, y, ctx);
+}
+
+/// The activation `kind` (chosen at run time), x and y as above.
+template <backend::tag Backend = TESSERA_DEFAULT_BACKEND>
+void activate(activation_kind kind, tensor_view<float const, 2, backend::space_t<Backend>> x,
+              tensor_view<float, 2, backend::space_t<Backend>> y, exec_ctx<Backend>& ctx) {
+  switch (kind) {
+    case activation_kind::quick_gelu: quick_gelu<Backend>(x, y, ctx); return;
+    case activation_kind::gelu_erf: gelu<Backend>(x, y, ctx, gelu_approx::erf); return;
+    case activation_kind::gelu_tanh: gelu<Backend>(x, y, ctx, gelu_approx::tanh); return;
+    case activation_kind::silu: silu<Backend>(x, y, ctx); return;
+  }
+  TESSERA_FAIL("nn::activate: unknown activation kind ", static_cast<int>(kind));
 }
 
 }  // namespace tessera::nn

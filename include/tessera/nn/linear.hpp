@@ -9,6 +9,7 @@
 #include <tessera/core/error.hpp>
 #include <tessera/core/tensor_view.hpp>
 
+#include <optional>
 #include <type_traits>
 
 namespace tessera::nn {
@@ -28,6 +29,14 @@ enum class product_precision {
 template <class W>
 inline constexpr product_precision default_precision_v =
     std::is_same_v<std::remove_cv_t<W>, bf16> ? product_precision::bf16 : product_precision::f32;
+
+/// The parameters of an nn.Linear: weight [d_out, d_in] (row-major, PyTorch's layout) and an
+/// optional bias [d_out]. Views: whoever builds them (a checkpoint binder, a test) owns the memory.
+template <weight_type T, class Space = host_space>
+struct linear_weights {
+  tensor_view<T const, 2, Space> weight;
+  std::optional<tensor_view<T const, 1, Space>> bias;
+};
 
 namespace detail {
 template <class Backend>
@@ -76,6 +85,15 @@ void linear(tensor_view<float const, 2, backend::space_t<Backend>> x, tensor_vie
             tensor_view<float, 2, backend::space_t<Backend>> y, exec_ctx<Backend>& ctx,
             product_precision precision = default_precision_v<W>) {
   linear<Backend>(x, w, tensor_view<float const, 1, backend::space_t<Backend>>(nullptr, {0}), y, ctx, precision);
+}
+
+/// With an nn.Linear's parameters (weight and optional bias), as above.
+template <backend::tag Backend = TESSERA_DEFAULT_BACKEND, weight_type W>
+void linear(tensor_view<float const, 2, backend::space_t<Backend>> x,
+            linear_weights<W, backend::space_t<Backend>> const& w, tensor_view<float, 2, backend::space_t<Backend>> y,
+            exec_ctx<Backend>& ctx, product_precision precision = default_precision_v<W>) {
+  using view1 = tensor_view<W const, 1, backend::space_t<Backend>>;
+  linear<Backend>(x, w.weight, w.bias ? *w.bias : view1(nullptr, {0}), y, ctx, precision);
 }
 
 }  // namespace tessera::nn

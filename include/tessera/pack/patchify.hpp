@@ -13,6 +13,7 @@
 #include <tessera/backend/exec_ctx.hpp>
 #include <tessera/core/buffer.hpp>
 #include <tessera/core/error.hpp>
+#include <tessera/core/geometry.hpp>
 #include <tessera/core/tensor_view.hpp>
 #include <tessera/pack/detail/patchify_impl.hpp>
 
@@ -57,14 +58,8 @@ inline constexpr patch_layout qwen2vl_layout{14, 2, 2, token_order::merge_window
   return {patch, 1, 1, token_order::row_major, feature_order::t_py_px_c};
 }
 
-/// Patch grid of one image, HF's image_grid_thw row: (t, h, w) in patches. A still image has t = 1.
-struct patch_grid {
-  index_t t = 1;
-  index_t h = 0;
-  index_t w = 0;
-  [[nodiscard]] constexpr index_t n_patches() const noexcept { return t * h * w; }
-  friend constexpr bool operator==(patch_grid const&, patch_grid const&) = default;
-};
+/// The patch grid of an image (core/geometry.hpp), in this namespace too.
+using tessera::patch_grid;
 
 /// Checks `layout` and the image size against it and returns the patch grid.
 /// Throws tessera::error if a layout field is < 1, or a side is not a positive multiple of

@@ -10,8 +10,8 @@
 
 #include <tessera/core/config.hpp>
 #include <tessera/core/error.hpp>
-#include <tessera/io/image.hpp>
-#include <tessera/pack/random.hpp>
+#include <tessera/core/geometry.hpp>
+#include <tessera/core/random.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -69,7 +69,7 @@ inline void check_image(char const* who, index_t height, index_t width, index_t 
 /// multiple of `patch` (std::round: halves away from zero) and at least one patch:
 ///   long' = max(p, round(side / p) p),  short' = max(p, round(short * side / long / p) p).
 /// Square images: both sides from `side`.
-[[nodiscard]] inline io::image_size size_for_side(index_t height, index_t width, double side, index_t patch) {
+[[nodiscard]] inline image_size size_for_side(index_t height, index_t width, double side, index_t patch) {
   detail::check_image("pack::size_for_side", height, width, patch);
   TESSERA_CHECK(side > 0.0 && side <= static_cast<double>(detail::max_image_side), "pack::size_for_side: side ", side,
                 " must be in (0, 2^24]");
@@ -82,7 +82,7 @@ inline void check_image(char const* who, index_t height, index_t width, index_t 
 
 /// NaViT resolution sampling: the longer side drawn from `dist` (sample_side), then size_for_side.
 /// Seeded through `r`; returns the target (height, width) in pixels, multiples of `patch`.
-[[nodiscard]] inline io::image_size sample_resolution(index_t height, index_t width, side_distribution const& dist,
+[[nodiscard]] inline image_size sample_resolution(index_t height, index_t width, side_distribution const& dist,
                                                      index_t patch, rng& r) {
   detail::check_image("pack::sample_resolution", height, width, patch);
   return size_for_side(height, width, sample_side(dist, r), patch);

@@ -12,7 +12,7 @@
 #include <tessera/core/error.hpp>
 #include <tessera/pack/pack_plan.hpp>
 #include <tessera/pack/patchify.hpp>
-#include <tessera/pack/random.hpp>
+#include <tessera/core/random.hpp>
 
 #include <cmath>
 #include <cstdint>

@@ -46,12 +46,12 @@ struct patch_merge_impl {  // specialized in detail/patch_merge_ref.hpp, detail/
 ///          each); rows may be strided, last dimension contiguous; must not overlap x.
 /// Pure data movement: bit-exact on every backend. Workspace: none.
 template <backend::tag Backend = TESSERA_DEFAULT_BACKEND>
-void patch_merge_2x2(tensor_view<float const, 2, backend::space_t<Backend>> x, std::span<pack::patch_grid const> grids,
+void patch_merge_2x2(tensor_view<float const, 2, backend::space_t<Backend>> x, std::span<patch_grid const> grids,
                      pack::token_order order, tensor_view<float, 2, backend::space_t<Backend>> out,
                      exec_ctx<Backend>& ctx) {
   index_t n_tokens = 0;
   for (std::size_t i = 0; i < grids.size(); ++i) {
-    pack::patch_grid const& g = grids[i];
+    patch_grid const& g = grids[i];
     TESSERA_CHECK(g.t >= 1 && g.h >= 2 && g.w >= 2 && g.h % 2 == 0 && g.w % 2 == 0, "pool::patch_merge_2x2: grid ",
                   i, " (", g.t, ", ", g.h, ", ", g.w, ") needs t >= 1 and even h, w >= 2");
     index_t const left = x.extent(0) - n_tokens;  // rows of x not yet covered; overflow-free test:

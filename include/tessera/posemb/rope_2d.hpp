@@ -106,10 +106,10 @@ inline void rope_2d_angles(tensor_view<std::int32_t const, 2> pos, float theta, 
 }
 
 /// Number of tokens of a list of grids: sum of t * h * w (HF: the rows of pixel_values / 4 dims).
-[[nodiscard]] inline index_t n_grid_tokens(std::span<pack::patch_grid const> grids) {
+[[nodiscard]] inline index_t n_grid_tokens(std::span<patch_grid const> grids) {
   index_t n = 0;
   for (std::size_t i = 0; i < grids.size(); ++i) {
-    pack::patch_grid const& g = grids[i];
+    patch_grid const& g = grids[i];
     TESSERA_CHECK(g.t >= 1 && g.h >= 1 && g.w >= 1, "posemb::n_grid_tokens: grid ", i, " (", g.t, ", ", g.h, ", ",
                   g.w, ") must have t, h, w >= 1");
     TESSERA_CHECK(g.h <= std::numeric_limits<std::int32_t>::max() / g.w &&
@@ -128,7 +128,7 @@ inline void rope_2d_angles(tensor_view<std::int32_t const, 2> pos, float theta, 
 /// pack::qwen2vl_layout.
 ///   grids: t, h, w >= 1, h and w multiples of merge (HF reshapes by them).
 ///   out:   [n_grid_tokens(grids), 2] int32, last dimension contiguous.
-inline void qwen2vl_position_ids(std::span<pack::patch_grid const> grids, tensor_view<std::int32_t, 2> out,
+inline void qwen2vl_position_ids(std::span<patch_grid const> grids, tensor_view<std::int32_t, 2> out,
                                  index_t merge = 2) {
   TESSERA_CHECK(merge >= 1 && merge <= 64, "posemb::qwen2vl_position_ids: merge must be in [1, 64], got ", merge);
   index_t const n = n_grid_tokens(grids);
@@ -137,7 +137,7 @@ inline void qwen2vl_position_ids(std::span<pack::patch_grid const> grids, tensor
   TESSERA_CHECK(out.is_row_contiguous(), "posemb::qwen2vl_position_ids: the last dimension of out must be contiguous");
   index_t base = 0;
   for (std::size_t i = 0; i < grids.size(); ++i) {
-    pack::patch_grid const& g = grids[i];
+    patch_grid const& g = grids[i];
     TESSERA_CHECK(g.h % merge == 0 && g.w % merge == 0, "posemb::qwen2vl_position_ids: grid ", i, " is ", g.h, " x ",
                   g.w, " patches; both sides must be multiples of merge = ", merge);
     index_t const frame = g.h * g.w;

@@ -12,10 +12,8 @@
 #include <tessera/core/error.hpp>
 #include <tessera/core/seq_offsets.hpp>
 #include <tessera/core/tensor_view.hpp>
-#include <tessera/io/weight_map.hpp>
 #include <tessera/nn/activation.hpp>
-#include <tessera/nn/layer_norm.hpp>
-#include <tessera/nn/rms_norm.hpp>
+#include <tessera/nn/norm.hpp>
 
 #include <concepts>
 #include <cstdint>
@@ -52,10 +50,9 @@ namespace policy {
 struct layer_norm {
   float eps = 1e-6f;
   template <backend::tag Backend, weight_type T>
-  void operator()(tensor_view<float const, 2> x, io::norm_weights<T> const& w, tensor_view<float, 2> y,
+  void operator()(tensor_view<float const, 2> x, nn::norm_weights<T> const& w, tensor_view<float, 2> y,
                   exec_ctx<Backend>& ctx) const {
-    tensor_view<T const, 1> const none(nullptr, {0});
-    nn::layer_norm<Backend>(x, w.weight, w.bias ? *w.bias : none, eps, y, ctx);
+    nn::layer_norm<Backend>(x, w, eps, y, ctx);
   }
 };
 
@@ -63,10 +60,9 @@ struct layer_norm {
 struct rms_norm {
   float eps = 1e-6f;
   template <backend::tag Backend, weight_type T>
-  void operator()(tensor_view<float const, 2> x, io::norm_weights<T> const& w, tensor_view<float, 2> y,
+  void operator()(tensor_view<float const, 2> x, nn::norm_weights<T> const& w, tensor_view<float, 2> y,
                   exec_ctx<Backend>& ctx) const {
-    TESSERA_CHECK(!w.bias, "vision::policy::rms_norm: RMSNorm has no bias, but the weights hold one");
-    nn::rms_norm<Backend>(x, w.weight, eps, y, ctx);
+    nn::rms_norm<Backend>(x, w, eps, y, ctx);
   }
 };
 
@@ -89,19 +85,13 @@ struct gelu {
   }
 };
 
-/// The activation named by a config (io::activation_kind), chosen at run time: for encoders
+/// The activation named by a config (nn::activation_kind), chosen at run time: for encoders
 /// built from a config.json whose hidden_act is not known at compile time.
 struct configured_activation {
-  io::activation_kind kind = io::activation_kind::quick_gelu;
+  nn::activation_kind kind = nn::activation_kind::quick_gelu;
   template <backend::tag Backend>
   void operator()(tensor_view<float, 2> x, exec_ctx<Backend>& ctx) const {
-    switch (kind) {
-      case io::activation_kind::quick_gelu: nn::quick_gelu<Backend>(x, x, ctx); return;
-      case io::activation_kind::gelu_erf: nn::gelu<Backend>(x, x, ctx, nn::gelu_approx::erf); return;
-      case io::activation_kind::gelu_tanh: nn::gelu<Backend>(x, x, ctx, nn::gelu_approx::tanh); return;
-      case io::activation_kind::silu: nn::silu<Backend>(x, x, ctx); return;
-    }
-    TESSERA_FAIL("vision::policy::configured_activation: unknown activation kind ", static_cast<int>(kind));
+    nn::activate<Backend>(kind, x, x, ctx);
   }
 };
 
@@ -128,7 +118,7 @@ struct no_pooling {
 
 /// A normalization policy: applies to [n, d] rows with norm_weights.
 template <class P, class Backend, class T>
-concept norm_policy = requires(P const& p, tensor_view<float const, 2> x, io::norm_weights<T> const& w,
+concept norm_policy = requires(P const& p, tensor_view<float const, 2> x, nn::norm_weights<T> const& w,
                                tensor_view<float, 2> y, exec_ctx<Backend>& ctx) {
   p(x, w, y, ctx);
 };

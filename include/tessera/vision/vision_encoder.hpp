@@ -3,8 +3,8 @@
 //   patches --[norm]--> patch linear --[norm]--> + position embedding (policy)
 //     --> depth x vit_block (norm, activation, position policies) --> [final norm]
 //     --> tokens, and one pooled vector per image (pooling policy).
-// Qwen2-VL / POINTS1.5 and vit-pytorch's NaViT are two instantiations (vision/qwen2vl_encoder.hpp,
-// vision/navit_encoder.hpp); a variant is a new combination of policies and optional weights.
+// Qwen2-VL / POINTS1.5 and vit-pytorch's NaViT are two instantiations (model/qwen2_vl/encoder.hpp,
+// model/navit/classifier.hpp); a variant is a new combination of policies and optional weights.
 #pragma once
 
 #include <tessera/backend/backend.hpp>
@@ -13,13 +13,14 @@
 #include <tessera/core/error.hpp>
 #include <tessera/core/seq_offsets.hpp>
 #include <tessera/core/tensor_view.hpp>
-#include <tessera/io/weight_map.hpp>
 #include <tessera/nn/linear.hpp>
+#include <tessera/nn/norm.hpp>
 #include <tessera/pack/pack_plan.hpp>
 #include <tessera/vision/policies.hpp>
 #include <tessera/vision/vit_block.hpp>
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -48,11 +49,14 @@ struct vision_encoder_config {
 /// Weights of an encoder; optional parts are applied when present.
 template <weight_type T>
 struct vision_encoder_weights {
-  std::optional<io::norm_weights<T>> patch_norm_in;   ///< norm over the raw patch values (vit-pytorch NaViT)
-  io::linear_weights<T> patch_embed;                  ///< [d_model, patch_dim] (+ bias): Conv2d/3d as a linear
-  std::optional<io::norm_weights<T>> patch_norm_out;  ///< norm after the patch linear (vit-pytorch NaViT)
+  std::optional<nn::norm_weights<T>> patch_norm_in;   ///< norm over the raw patch values (vit-pytorch NaViT)
+  nn::linear_weights<T> patch_embed;                  ///< [d_model, patch_dim] (+ bias): Conv2d/3d as a linear
+  std::optional<nn::norm_weights<T>> patch_norm_out;  ///< norm after the patch linear (vit-pytorch NaViT)
   std::vector<vit_block_weights<T>> blocks;           ///< depth blocks
-  std::optional<io::norm_weights<T>> final_norm;      ///< vit-pytorch Transformer.norm; none in Qwen2-VL
+  std::optional<nn::norm_weights<T>> final_norm;      ///< vit-pytorch Transformer.norm; none in Qwen2-VL
+  /// Owns memory the views point into when it is not the caller's (e.g. tensors a checkpoint binder
+  /// converted to T); the encoder keeps it alive as long as it lives. May be empty.
+  std::shared_ptr<void const> keep_alive;
 };
 
 /// Called after each stage with (stage, tokens): stage -2 = patch embedding, -1 = after the
@@ -82,7 +86,7 @@ class vision_encoder {
                   config_.patch_dim, " and depth ", config_.depth, " must be positive");
     TESSERA_CHECK(static_cast<index_t>(weights_.blocks.size()) == config_.depth, "vision::vision_encoder: ",
                   config_.depth, " blocks configured, weights for ", weights_.blocks.size());
-    io::linear_weights<T> const& pe = weights_.patch_embed;
+    nn::linear_weights<T> const& pe = weights_.patch_embed;
     TESSERA_CHECK(pe.weight.extent(0) == b.d_model && pe.weight.extent(1) == config_.patch_dim &&
                       (!pe.bias || pe.bias->extent(0) == b.d_model),
                   "vision::vision_encoder: patch_embed must be [", b.d_model, ", ", config_.patch_dim, "], got [",

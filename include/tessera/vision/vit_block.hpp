@@ -14,9 +14,9 @@
 #include <tessera/core/dtype.hpp>
 #include <tessera/core/error.hpp>
 #include <tessera/core/tensor_view.hpp>
-#include <tessera/io/weight_map.hpp>
 #include <tessera/nn/add.hpp>
 #include <tessera/nn/linear.hpp>
+#include <tessera/nn/norm.hpp>
 #include <tessera/vision/detail/qk_norm.hpp>
 #include <tessera/vision/policies.hpp>
 
@@ -39,31 +39,18 @@ struct vit_block_config {
 /// Weights of one block. Exactly one of `qkv` (fused) or `q` + `kv` must be present.
 template <weight_type T>
 struct vit_block_weights {
-  io::norm_weights<T> norm1;                 ///< [d_model]
-  std::optional<io::linear_weights<T>> qkv;  ///< [3 * inner, d_model]: q rows, k rows, v rows (Qwen2-VL attn.qkv)
-  std::optional<io::linear_weights<T>> q;    ///< [inner, d_model] (vit-pytorch to_q)
-  std::optional<io::linear_weights<T>> kv;   ///< [2 * inner, d_model]: k rows, then v rows (vit-pytorch to_kv)
+  nn::norm_weights<T> norm1;                 ///< [d_model]
+  std::optional<nn::linear_weights<T>> qkv;  ///< [3 * inner, d_model]: q rows, k rows, v rows (Qwen2-VL attn.qkv)
+  std::optional<nn::linear_weights<T>> q;    ///< [inner, d_model] (vit-pytorch to_q)
+  std::optional<nn::linear_weights<T>> kv;   ///< [2 * inner, d_model]: k rows, then v rows (vit-pytorch to_kv)
   /// Per-head RMS query-key normalization (ViT-22B; vit-pytorch RMSNorm(heads, dim_head)):
   /// q <- normalize(q) * sqrt(head_dim) * gamma[head], gamma [n_heads, head_dim].
   std::optional<tensor_view<T const, 2>> q_norm, k_norm;
-  io::linear_weights<T> proj;                ///< [d_model, inner]
-  io::norm_weights<T> norm2;                 ///< [d_model]
-  io::linear_weights<T> fc1;                 ///< [d_ff, d_model]
-  io::linear_weights<T> fc2;                 ///< [d_model, d_ff]
+  nn::linear_weights<T> proj;                ///< [d_model, inner]
+  nn::norm_weights<T> norm2;                 ///< [d_model]
+  nn::linear_weights<T> fc1;                 ///< [d_ff, d_model]
+  nn::linear_weights<T> fc2;                 ///< [d_model, d_ff]
 };
-
-/// The block's weights as io::bind_vision_encoder binds a Qwen2VLVisionBlock (views, no copy).
-template <weight_type T>
-[[nodiscard]] vit_block_weights<T> block_weights_of(io::vision_block_weights<T> const& b) {
-  vit_block_weights<T> w;
-  w.norm1 = b.norm1;
-  w.qkv = b.qkv;
-  w.proj = b.proj;
-  w.norm2 = b.norm2;
-  w.fc1 = b.fc1;
-  w.fc2 = b.fc2;
-  return w;
-}
 
 /// Scratch floats one vit_block call takes for n_tokens tokens.
 [[nodiscard]] inline index_t vit_block_workspace(vit_block_config const& c, index_t n_tokens) noexcept {
@@ -72,7 +59,7 @@ template <weight_type T>
 
 namespace detail {
 template <weight_type T>
-void check_linear(char const* what, std::optional<io::linear_weights<T>> const& l, index_t out, index_t in) {
+void check_linear(char const* what, std::optional<nn::linear_weights<T>> const& l, index_t out, index_t in) {
   if (!l) return;
   TESSERA_CHECK(l->weight.extent(0) == out && l->weight.extent(1) == in, "vision::vit_block: ", what, " must be [",
                 out, ", ", in, "], got [", l->weight.extent(0), ", ", l->weight.extent(1), "]");
@@ -81,13 +68,13 @@ void check_linear(char const* what, std::optional<io::linear_weights<T>> const& 
 }
 
 template <weight_type T>
-void check_norm(char const* what, io::norm_weights<T> const& n, index_t d) {
+void check_norm(char const* what, nn::norm_weights<T> const& n, index_t d) {
   TESSERA_CHECK(n.weight.extent(0) == d && (!n.bias || n.bias->extent(0) == d), "vision::vit_block: ", what,
                 " must have ", d, " elements, got ", n.weight.extent(0));
 }
 
 template <weight_type T>
-tensor_view<T const, 1> bias_or_none(io::linear_weights<T> const& l) {
+tensor_view<T const, 1> bias_or_none(nn::linear_weights<T> const& l) {
   return l.bias ? *l.bias : tensor_view<T const, 1>(nullptr, {0});
 }
 }  // namespace detail

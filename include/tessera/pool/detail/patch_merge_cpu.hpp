@@ -20,13 +20,13 @@ struct patch_merge_impl<backend::cpu_simd<Arch>> {
   static constexpr index_t min_parallel_work = index_t{1} << 16;
 
   static void run(tensor_view<float const, 2> x,  // [n_tokens, dim]
-                  std::span<pack::patch_grid const> grids, bool window_major,
+                  std::span<patch_grid const> grids, bool window_major,
                   tensor_view<float, 2> out,  // [n_tokens / 4, 4 * dim]
                   exec_ctx<backend::cpu_simd<Arch>>& ctx) {
     index_t const dim = x.extent(1);
     auto const bytes = static_cast<std::size_t>(dim) * sizeof(float);
     index_t base = 0, o0 = 0;
-    for (pack::patch_grid const& g : grids) {
+    for (patch_grid const& g : grids) {
       index_t const frame = g.h * g.w, n_out = g.t * frame / 4, per_frame = frame / 4;
       bool const parallel = ctx.threads() > 1 && n_out > 1 && n_out * 4 * dim >= min_parallel_work;
       [[maybe_unused]] int const threads = parallel ? ctx.threads() : 1;

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// text::qwen2_decoder and text::kv_cache on random in-memory weights: the cpu backend against the
+// lm::qwen2_decoder and lm::kv_cache on random in-memory weights: the cpu backend against the
 // reference, prefill + cached decode steps against one full pass, a packed batch against each
 // sequence alone, CustomLlama's fused layout against HF's, bf16 caches, rollback, bad input.
 // (The comparison with transformers' Qwen2ForCausalLM is tests/golden/test_golden_decoder.cpp.)
@@ -7,7 +7,7 @@
 #include "common/random_decoder.hpp"
 #include "common/temp_dir.hpp"
 
-#include <tessera/text/qwen2_decoder.hpp>
+#include <tessera/model/qwen2/loader.hpp>
 
 #include <catch2/catch_template_test_macros.hpp>
 #include <catch2/catch_test_macros.hpp>
@@ -47,22 +47,22 @@ std::vector<text::token_id> random_ids(std::size_t n, index_t vocab, std::uint64
 
 /// Logits of every token of one prompt, run alone in slot 0 of a fresh cache.
 template <class Backend, class T, class KV = float>
-std::vector<float> prompt_logits(text::qwen2_decoder<Backend, T> const& dec, std::span<text::token_id const> ids,
+std::vector<float> prompt_logits(lm::qwen2_decoder<Backend, T> const& dec, std::span<text::token_id const> ids,
                                  exec_ctx<Backend>& ctx) {
   auto const n = static_cast<index_t>(ids.size());
-  text::kv_cache<KV> cache(dec.cache_shape(1, n + 4));
+  lm::kv_cache<KV> cache(dec.cache_shape(1, n + 4));
   std::vector<float> logits(static_cast<std::size_t>(n * dec.vocab_size()));
   std::vector<index_t> const slots{0};
   dec.run(ids, seq_offsets::single(n), slots, cache, tensor_view<float, 2>(logits.data(), {n, dec.vocab_size()}), ctx,
-          text::logits_rows::all);
+          lm::logits_rows::all);
   return logits;
 }
 
 // Two shapes: head_dim 64 with 2 KV heads (group 2), head_dim 32 with one KV head (group 4),
 // untied, with an odd vocabulary.
-io::decoder_config small_config(int which) {
+lm::decoder_config small_config(int which) {
   if (which == 0) return test::qwen2_config_of(/*vocab*/ 301, /*d*/ 128, /*layers*/ 2, /*heads*/ 2, /*kv*/ 1, /*ff*/ 200, true);
-  io::decoder_config c = test::qwen2_config_of(257, 128, 3, 4, 1, 96, false);
+  lm::decoder_config c = test::qwen2_config_of(257, 128, 3, 4, 1, 96, false);
   c.rope_theta = 1e4;
   c.norm_eps = 1e-5;
   return c;
@@ -74,9 +74,9 @@ TEMPLATE_TEST_CASE("qwen2_decoder: the cpu backend matches the reference", "[tex
   for (int which : {0, 1}) {
     INFO("config " << which);
     auto const rd = test::make_random_decoder<TestType>(small_config(which), test::seed(11 + which), 0.08f);
-    text::decoder_options const opt{nn::product_precision::f32};
-    text::qwen2_decoder<backend::reference, TestType> const ref(rd.config, rd.hf, opt);
-    text::qwen2_decoder<backend::cpu, TestType> const cpu(rd.config, rd.hf, opt);
+    lm::decoder_options const opt{nn::product_precision::f32};
+    lm::qwen2_decoder<backend::reference, TestType> const ref(rd.config, rd.hf, opt);
+    lm::qwen2_decoder<backend::cpu, TestType> const cpu(rd.config, rd.hf, opt);
     exec_ctx<backend::reference> rctx;
     exec_ctx<backend::cpu> cctx;
     auto const ids = random_ids(37, rd.config.vocab_size, test::seed(5));
@@ -96,13 +96,13 @@ TEST_CASE("qwen2_decoder: prefill then cached decode steps equal one pass over t
   for (int which : {0, 1}) {
     INFO("config " << which);
     auto const rd = test::make_random_decoder<float>(small_config(which), test::seed(21 + which), 0.08f);
-    text::qwen2_decoder<backend::cpu, float> const dec(rd.config, rd.hf);
+    lm::qwen2_decoder<backend::cpu, float> const dec(rd.config, rd.hf);
     exec_ctx<backend::cpu> ctx;
     index_t const vocab = rd.config.vocab_size, n_prompt = 19, n_steps = 9, n = n_prompt + n_steps;
     auto const ids = random_ids(static_cast<std::size_t>(n), vocab, test::seed(7));
     auto const full = prompt_logits(dec, ids, ctx);
 
-    text::kv_cache<float> cache(dec.cache_shape(2, 64));
+    lm::kv_cache<float> cache(dec.cache_shape(2, 64));
     std::vector<index_t> const slots{1};
     std::vector<float> logits(static_cast<std::size_t>(vocab));
     tensor_view<float, 2> const out(logits.data(), {1, vocab});
@@ -124,7 +124,7 @@ TEST_CASE("qwen2_decoder: prefill then cached decode steps equal one pass over t
 
 TEST_CASE("qwen2_decoder: a packed batch of sequences equals each sequence alone", "[text][decoder][unit]") {
   auto const rd = test::make_random_decoder<bf16>(small_config(1), test::seed(31), 0.08f);
-  text::qwen2_decoder<backend::cpu, bf16> const dec(rd.config, rd.hf);
+  lm::qwen2_decoder<backend::cpu, bf16> const dec(rd.config, rd.hf);
   exec_ctx<backend::cpu> ctx;
   index_t const vocab = rd.config.vocab_size;
   std::vector<std::vector<text::token_id>> prompts;
@@ -135,11 +135,11 @@ TEST_CASE("qwen2_decoder: a packed batch of sequences equals each sequence alone
   std::vector<text::token_id> const next{3, 5, 7, 11};
   for (std::size_t s = 0; s < prompts.size(); ++s) {
     auto const n = static_cast<index_t>(prompts[s].size());
-    text::kv_cache<float> cache(dec.cache_shape(1, 64));
+    lm::kv_cache<float> cache(dec.cache_shape(1, 64));
     std::vector<index_t> const slot0{0};
     alone.emplace_back(static_cast<std::size_t>(n * vocab));
     dec.run(prompts[s], seq_offsets::single(n), slot0, cache, tensor_view<float, 2>(alone.back().data(), {n, vocab}),
-            ctx, text::logits_rows::all);
+            ctx, lm::logits_rows::all);
     alone_step.emplace_back(static_cast<std::size_t>(vocab));
     dec.run(std::span(next).subspan(s, 1), seq_offsets::single(1), slot0, cache,
             tensor_view<float, 2>(alone_step.back().data(), {1, vocab}), ctx);
@@ -154,10 +154,10 @@ TEST_CASE("qwen2_decoder: a packed batch of sequences equals each sequence alone
   }
   auto const seqs = seq_offsets::from_lengths(std::span<index_t const>(lengths));
   std::vector<index_t> const slots{3, 2, 0, 1};
-  text::kv_cache<float> cache(dec.cache_shape(4, 64));
+  lm::kv_cache<float> cache(dec.cache_shape(4, 64));
   std::vector<float> logits(static_cast<std::size_t>(seqs.n_tokens() * vocab));
   dec.run(packed, seqs, slots, cache, tensor_view<float, 2>(logits.data(), {seqs.n_tokens(), vocab}), ctx,
-          text::logits_rows::all);
+          lm::logits_rows::all);
   std::vector<float> step(4 * static_cast<std::size_t>(vocab));
   dec.run(next, seq_offsets::from_lengths({1, 1, 1, 1}), slots, cache, tensor_view<float, 2>(step.data(), {4, vocab}),
           ctx);
@@ -178,11 +178,11 @@ TEST_CASE("qwen2_decoder: a packed batch of sequences equals each sequence alone
 
 TEMPLATE_TEST_CASE("qwen2_decoder: CustomLlama's fused layout gives the same logits as HF's", "[text][decoder][unit]",
                    float, bf16) {
-  io::decoder_config c = small_config(0);
-  c.flavour = io::decoder_flavour::custom_llama;
+  lm::decoder_config c = small_config(0);
+  c.flavour = lm::decoder_flavour::custom_llama;
   auto const rd = test::make_random_decoder<TestType>(c, test::seed(41), 0.08f, /*fused=*/true);
-  text::qwen2_decoder<backend::cpu, TestType> const hf(rd.config, rd.hf);
-  text::qwen2_decoder<backend::cpu, TestType> const fused(rd.config, *rd.fused);
+  lm::qwen2_decoder<backend::cpu, TestType> const hf(rd.config, rd.hf);
+  lm::qwen2_decoder<backend::cpu, TestType> const fused(rd.config, *rd.fused);
   exec_ctx<backend::cpu> ctx;
   for (std::size_t n : {1u, 3u, 29u}) {  // GEMV-shaped and GEMM-shaped projections
     auto const ids = random_ids(n, c.vocab_size, test::seed(n));
@@ -196,7 +196,7 @@ TEMPLATE_TEST_CASE("qwen2_decoder: CustomLlama's fused layout gives the same log
 
 TEST_CASE("qwen2_decoder: a bf16 KV cache stays within bf16 rounding of the f32 cache", "[text][decoder][unit]") {
   auto const rd = test::make_random_decoder<float>(small_config(1), test::seed(51), 0.08f);
-  text::qwen2_decoder<backend::cpu, float> const dec(rd.config, rd.hf);
+  lm::qwen2_decoder<backend::cpu, float> const dec(rd.config, rd.hf);
   exec_ctx<backend::cpu> ctx;
   auto const ids = random_ids(45, rd.config.vocab_size, test::seed(52));
   auto const f32 = prompt_logits<backend::cpu, float, float>(dec, ids, ctx);
@@ -206,7 +206,7 @@ TEST_CASE("qwen2_decoder: a bf16 KV cache stays within bf16 rounding of the f32 
   REQUIRE(e <= tol<bf16>::model_nmse);
   REQUIRE(e > 0.0);  // the cache really is rounded
   // The reference backend reads the same bf16 cache.
-  text::qwen2_decoder<backend::reference, float> const ref(rd.config, rd.hf);
+  lm::qwen2_decoder<backend::reference, float> const ref(rd.config, rd.hf);
   exec_ctx<backend::reference> rctx;
   auto const ref_b16 = prompt_logits<backend::reference, float, bf16>(ref, ids, rctx);
   REQUIRE(nmse(b16, ref_b16) <= tol<float>::model_nmse);
@@ -214,11 +214,11 @@ TEST_CASE("qwen2_decoder: a bf16 KV cache stays within bf16 rounding of the f32 
 
 TEST_CASE("qwen2_decoder: truncating the cache rolls a sequence back", "[text][decoder][unit]") {
   auto const rd = test::make_random_decoder<float>(small_config(0), test::seed(61), 0.08f);
-  text::qwen2_decoder<backend::cpu, float> const dec(rd.config, rd.hf);
+  lm::qwen2_decoder<backend::cpu, float> const dec(rd.config, rd.hf);
   exec_ctx<backend::cpu> ctx;
   index_t const vocab = rd.config.vocab_size;
   auto const ids = random_ids(20, vocab, test::seed(62));
-  text::kv_cache<float> cache(dec.cache_shape(1, 32));
+  lm::kv_cache<float> cache(dec.cache_shape(1, 32));
   std::vector<index_t> const slot{0};
   std::vector<float> first(static_cast<std::size_t>(vocab)), again(first.size());
   dec.run(std::span(ids).first(12), seq_offsets::single(12), slot, cache, tensor_view<float, 2>(first.data(), {1, vocab}), ctx);
@@ -234,12 +234,12 @@ TEST_CASE("qwen2_decoder: truncating the cache rolls a sequence back", "[text][d
 
 TEST_CASE("qwen2_decoder: bad input is refused with tessera::error", "[text][decoder][unit]") {
   auto const rd = test::make_random_decoder<float>(small_config(0), test::seed(71), 0.08f);
-  text::qwen2_decoder<backend::cpu, float> const dec(rd.config, rd.hf);
+  lm::qwen2_decoder<backend::cpu, float> const dec(rd.config, rd.hf);
   exec_ctx<backend::cpu> ctx;
   index_t const vocab = rd.config.vocab_size;
   std::vector<float> logits(2 * static_cast<std::size_t>(vocab));
   tensor_view<float, 2> const one(logits.data(), {1, vocab}), two(logits.data(), {2, vocab});
-  text::kv_cache<float> cache(dec.cache_shape(2, 8));
+  lm::kv_cache<float> cache(dec.cache_shape(2, 8));
   std::vector<text::token_id> const ids{1, 2, 3};
   std::vector<index_t> const slot0{0}, slot5{5}, both0{0, 0};
 
@@ -260,20 +260,20 @@ TEST_CASE("qwen2_decoder: bad input is refused with tessera::error", "[text][dec
   REQUIRE_THROWS_AS(dec.run(ids, seq_offsets::single(3), slot0, cache, one, ctx), tessera::error);
   REQUIRE(cache.length(0) == 6);
   // A cache for another model.
-  text::kv_cache<float> other({rd.config.n_layers + 1, 1, 8, rd.config.n_kv_heads, rd.config.head_dim});
+  lm::kv_cache<float> other({rd.config.n_layers + 1, 1, 8, rd.config.n_kv_heads, rd.config.head_dim});
   REQUIRE_THROWS_AS(dec.run(ids, seq_offsets::single(3), slot0, other, one, ctx), tessera::error);
   // Caches and configs with absurd sizes.
-  REQUIRE_THROWS_AS(text::kv_cache<float>({2, 0, 8, 1, 64}), tessera::error);
-  REQUIRE_THROWS_AS(text::kv_cache<float>({2, 1 << 20, 1 << 20, 1, 64}), tessera::error);
-  io::decoder_config bad = rd.config;
-  bad.activation = io::activation_kind::gelu_erf;
-  REQUIRE_THROWS_AS((text::qwen2_decoder<backend::cpu, float>(bad, rd.hf)), tessera::error);
+  REQUIRE_THROWS_AS(lm::kv_cache<float>({2, 0, 8, 1, 64}), tessera::error);
+  REQUIRE_THROWS_AS(lm::kv_cache<float>({2, 1 << 20, 1 << 20, 1, 64}), tessera::error);
+  lm::decoder_config bad = rd.config;
+  bad.activation = nn::activation_kind::gelu_erf;
+  REQUIRE_THROWS_AS((lm::qwen2_decoder<backend::cpu, float>(bad, rd.hf)), tessera::error);
   bad = rd.config;
   bad.d_ff += 1;  // weights no longer match
-  REQUIRE_THROWS_AS((text::qwen2_decoder<backend::cpu, float>(bad, rd.hf)), tessera::error);
+  REQUIRE_THROWS_AS((lm::qwen2_decoder<backend::cpu, float>(bad, rd.hf)), tessera::error);
 }
 
 TEST_CASE("load_qwen2_decoder: missing files are named in the error", "[text][decoder][unit]") {
   test::temp_dir dir;
-  REQUIRE_THROWS_AS((text::load_qwen2_decoder<backend::cpu, bf16>(dir.path())), tessera::error);
+  REQUIRE_THROWS_AS((model::load_qwen2_decoder<backend::cpu, bf16>(dir.path())), tessera::error);
 }

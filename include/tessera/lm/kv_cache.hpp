@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// text::kv_cache -- the keys and values a decoder has computed for the tokens it has seen,
+// lm::kv_cache -- the keys and values a decoder has computed for the tokens it has seen,
 // preallocated once for a maximum context: per layer, per sequence slot, one row per position,
 // in f32 or bf16. The role of transformers' DynamicCache (past_key_values) and of llama.cpp's KV
 // cache; decoding step t reads rows [0, t] of its slot instead of recomputing them.
@@ -17,7 +17,7 @@
 #include <type_traits>
 #include <vector>
 
-namespace tessera::text {
+namespace tessera::lm {
 
 /// Shape of a cache: what a decoder's config and the caller's batch and context decide.
 struct kv_cache_shape {
@@ -53,16 +53,16 @@ class kv_cache {
   explicit kv_cache(kv_cache_shape const& shape) : shape_(shape) {
     TESSERA_CHECK(shape.n_layers >= 1 && shape.n_slots >= 1 && shape.max_context >= 1 && shape.n_kv_heads >= 1 &&
                       shape.head_dim >= 1,
-                  "text::kv_cache: every size must be >= 1, got n_layers ", shape.n_layers, ", n_slots ",
+                  "lm::kv_cache: every size must be >= 1, got n_layers ", shape.n_layers, ", n_slots ",
                   shape.n_slots, ", max_context ", shape.max_context, ", n_kv_heads ", shape.n_kv_heads,
                   ", head_dim ", shape.head_dim);
     // Rows per layer must stay addressable by the kernels' index_t / int32 token indices.
     TESSERA_CHECK(shape.n_slots <= std::numeric_limits<std::int32_t>::max() / shape.max_context,
-                  "text::kv_cache: n_slots x max_context = ", shape.n_slots, " x ", shape.max_context,
+                  "lm::kv_cache: n_slots x max_context = ", shape.n_slots, " x ", shape.max_context,
                   " rows per layer exceed 2^31 - 1");
     index_t const per_layer = layer_elements();
     TESSERA_CHECK(per_layer <= std::numeric_limits<index_t>::max() / shape.n_layers / 2 / static_cast<index_t>(sizeof(KV)),
-                  "text::kv_cache: ", shape.n_layers, " layers of ", per_layer, " elements do not fit in memory");
+                  "lm::kv_cache: ", shape.n_layers, " layers of ", per_layer, " elements do not fit in memory");
     keys_ = host_buffer<KV>(per_layer * shape.n_layers);
     values_ = host_buffer<KV>(per_layer * shape.n_layers);
     lengths_.assign(static_cast<std::size_t>(shape.n_slots), 0);
@@ -95,7 +95,7 @@ class kv_cache {
   void truncate(index_t slot, index_t length) {
     check_slot(slot, "truncate");
     index_t& l = lengths_[static_cast<std::size_t>(slot)];
-    TESSERA_CHECK(length >= 0 && length <= l, "text::kv_cache::truncate: slot ", slot, " holds ", l,
+    TESSERA_CHECK(length >= 0 && length <= l, "lm::kv_cache::truncate: slot ", slot, " holds ", l,
                   " positions; cannot truncate to ", length);
     l = length;
   }
@@ -103,7 +103,7 @@ class kv_cache {
   /// this after it has written them in every layer). length <= max_context.
   void set_length(index_t slot, index_t length) {
     check_slot(slot, "set_length");
-    TESSERA_CHECK(length >= 0 && length <= shape_.max_context, "text::kv_cache::set_length: slot ", slot,
+    TESSERA_CHECK(length >= 0 && length <= shape_.max_context, "lm::kv_cache::set_length: slot ", slot,
                   " cannot hold ", length, " positions (max_context ", shape_.max_context, ")");
     lengths_[static_cast<std::size_t>(slot)] = length;
   }
@@ -125,12 +125,12 @@ class kv_cache {
     return shape_.n_slots * shape_.max_context * shape_.n_kv_heads * shape_.head_dim;
   }
   void check_slot(index_t slot, char const* what) const {
-    TESSERA_CHECK(slot >= 0 && slot < shape_.n_slots, "text::kv_cache::", what, ": slot ", slot,
+    TESSERA_CHECK(slot >= 0 && slot < shape_.n_slots, "lm::kv_cache::", what, ": slot ", slot,
                   " is outside [0, ", shape_.n_slots, ")");
   }
   template <class Buf>
   [[nodiscard]] auto layer_view(Buf& buf, index_t layer) const {
-    TESSERA_CHECK(layer >= 0 && layer < shape_.n_layers, "text::kv_cache: layer ", layer, " is outside [0, ",
+    TESSERA_CHECK(layer >= 0 && layer < shape_.n_layers, "lm::kv_cache: layer ", layer, " is outside [0, ",
                   shape_.n_layers, ")");
     using elem = std::remove_pointer_t<decltype(buf.data())>;
     return tensor_view<elem, 3>(buf.data() + layer * layer_elements(),
@@ -142,4 +142,4 @@ class kv_cache {
   std::vector<index_t> lengths_;
 };
 
-}  // namespace tessera::text
+}  // namespace tessera::lm

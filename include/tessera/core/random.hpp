@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// pack::rng -- a small seeded random generator and the few distributions Patch n' Pack needs
+// tessera::rng -- a small seeded random generator and the few distributions Patch n' Pack needs
 // (token dropping, resolution sampling), written out so that a seed gives the same draws with every
 // compiler and standard library. std::uniform_real_distribution, std::normal_distribution and
 // std::gamma_distribution are implementation-defined and are deliberately not used.
@@ -25,7 +25,7 @@
 #include <numeric>
 #include <vector>
 
-namespace tessera::pack {
+namespace tessera {
 
 /// splitmix64: one step of Steele, Lea & Flood's generator; a good 64-bit mixing function.
 [[nodiscard]] constexpr std::uint64_t splitmix64(std::uint64_t& state) noexcept {
@@ -52,7 +52,7 @@ class rng {
 
   /// A generator with the given xoshiro256** state (not all zero), e.g. for the published test vectors.
   [[nodiscard]] static rng from_state(std::uint64_t s0, std::uint64_t s1, std::uint64_t s2, std::uint64_t s3) {
-    TESSERA_CHECK((s0 | s1 | s2 | s3) != 0, "pack::rng::from_state: the xoshiro256** state must not be all zero");
+    TESSERA_CHECK((s0 | s1 | s2 | s3) != 0, "rng::from_state: the xoshiro256** state must not be all zero");
     rng r(0);
     r.s_[0] = s0;
     r.s_[1] = s1;
@@ -112,7 +112,7 @@ class rng {
 /// v = (1 + c x)^3 until v > 0 and (u < 1 - 0.0331 x^4 or log u < x^2 / 2 + d (1 - v + log v)),
 /// return d v. For k < 1: Gamma(k + 1) * U^(1/k). shape must be > 0 and finite.
 [[nodiscard]] inline double sample_gamma(rng& r, double shape) {
-  TESSERA_CHECK(shape > 0.0 && std::isfinite(shape), "pack::sample_gamma: shape must be positive and finite, got ",
+  TESSERA_CHECK(shape > 0.0 && std::isfinite(shape), "sample_gamma: shape must be positive and finite, got ",
                 shape);
   double boost = 1.0;
   if (shape < 1.0) {
@@ -134,7 +134,7 @@ class rng {
 /// Beta(a, b) = X / (X + Y) with X ~ Gamma(a), Y ~ Gamma(b), drawn in that order. a, b > 0.
 [[nodiscard]] inline double sample_beta(rng& r, double a, double b) {
   TESSERA_CHECK(a > 0.0 && b > 0.0 && std::isfinite(a) && std::isfinite(b),
-                "pack::sample_beta: parameters must be positive and finite, got a = ", a, ", b = ", b);
+                "sample_beta: parameters must be positive and finite, got a = ", a, ", b = ", b);
   double const x = sample_gamma(r, a), y = sample_gamma(r, b);
   double const s = x + y;
   return s > 0.0 ? x / s : (a >= b ? 1.0 : 0.0);  // both underflowed (tiny a and b): the limit is a point mass
@@ -146,9 +146,9 @@ class rng {
 /// Q(z) = erfc(z / sqrt 2) / 2 is used so that far tails keep their precision. Needs sigma > 0,
 /// lo <= hi (finite) and an interval whose normal mass is representable (within ~37 sigma).
 [[nodiscard]] inline double sample_truncated_normal(rng& r, double mu, double sigma, double lo, double hi) {
-  TESSERA_CHECK(sigma > 0.0 && std::isfinite(sigma) && std::isfinite(mu), "pack::sample_truncated_normal: need a finite mu "
+  TESSERA_CHECK(sigma > 0.0 && std::isfinite(sigma) && std::isfinite(mu), "sample_truncated_normal: need a finite mu "
                 "and sigma > 0, got mu = ", mu, ", sigma = ", sigma);
-  TESSERA_CHECK(std::isfinite(lo) && std::isfinite(hi) && lo <= hi, "pack::sample_truncated_normal: need finite lo <= hi, got [",
+  TESSERA_CHECK(std::isfinite(lo) && std::isfinite(hi) && lo <= hi, "sample_truncated_normal: need finite lo <= hi, got [",
                 lo, ", ", hi, "]");
   double const u = r.uniform();
   if (lo == hi) return lo;
@@ -164,7 +164,7 @@ class rng {
   // both are erfc(z / sqrt 2) / 2, which is precise in the right tail.
   auto const tail = [](double z) { return 0.5 * std::erfc(z * 0.70710678118654752440); };
   double const ga = tail(a), gb = tail(b);
-  TESSERA_CHECK(ga > gb, "pack::sample_truncated_normal: the interval [", lo, ", ", hi, "] has no representable mass under N(",
+  TESSERA_CHECK(ga > gb, "sample_truncated_normal: the interval [", lo, ", ", hi, "] has no representable mass under N(",
                 mu, ", ", sigma, "^2)");
   double const target = ga - u * (ga - gb);  // G(z) = target, z in [a, b]
   double zl = a, zh = b;
@@ -184,7 +184,7 @@ class rng {
 /// then the first k sorted. O(n + k log k) time, n int32 of memory. Needs 0 <= k <= n <= 2^31 - 1.
 [[nodiscard]] inline std::vector<std::int32_t> sample_without_replacement(rng& r, index_t n, index_t k) {
   TESSERA_CHECK(n >= 0 && n <= std::numeric_limits<std::int32_t>::max() && k >= 0 && k <= n,
-                "pack::sample_without_replacement: need 0 <= k <= n <= 2^31 - 1, got n = ", n, ", k = ", k);
+                "sample_without_replacement: need 0 <= k <= n <= 2^31 - 1, got n = ", n, ", k = ", k);
   std::vector<std::int32_t> idx(static_cast<std::size_t>(n));
   std::iota(idx.begin(), idx.end(), std::int32_t{0});
   for (index_t i = 0; i < k; ++i) {
@@ -196,4 +196,4 @@ class rng {
   return idx;
 }
 
-}  // namespace tessera::pack
+}  // namespace tessera

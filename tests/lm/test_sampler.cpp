@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// text::sampler: hand-worked cases for each HF processor (values computed by hand or with
+// lm::sampler: hand-worked cases for each HF processor (values computed by hand or with
 // transformers 4.46.3 and written here), processor order, greedy ties, the tie rule of top-p,
 // determinism per seed, the empirical distribution of the draw, invalid configs and inputs, and the
 // fast paths (heap / radix top-k, histogram-cut top-p, block-sum draw) against a plain reference
@@ -7,7 +7,7 @@
 #include "common/compare.hpp"
 
 #include <tessera/core/error.hpp>
-#include <tessera/text/sampler.hpp>
+#include <tessera/lm/sampler.hpp>
 
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
@@ -27,8 +27,8 @@
 namespace {
 
 using namespace tessera;
-using text::sampler;
-using text::sampling_config;
+using lm::sampler;
+using lm::sampling_config;
 using text::token_id;
 using Catch::Matchers::ContainsSubstring;
 
@@ -94,8 +94,8 @@ void reference_process(sampling_config const& c, std::vector<float>& x, std::vec
   auto const probabilities = [&](std::vector<float> const& s) {
     float const m = *std::max_element(s.begin(), s.end());
     std::vector<float> p(s.size());
-    for (std::size_t i = 0; i < s.size(); ++i) p[i] = text::detail::exp_nonpos(s[i] - m);
-    float const d = static_cast<float>(text::detail::sum_f64(p.data(), n));
+    for (std::size_t i = 0; i < s.size(); ++i) p[i] = lm::detail::exp_nonpos(s[i] - m);
+    float const d = static_cast<float>(lm::detail::sum_f64(p.data(), n));
     for (float& v : p) v = v / d;
     return std::pair{p, d};
   };
@@ -106,7 +106,7 @@ void reference_process(sampling_config const& c, std::vector<float>& x, std::vec
     std::stable_sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) {
       return x[static_cast<std::size_t>(a)] < x[static_cast<std::size_t>(b)];
     });
-    float const thr = static_cast<float>(1.0 - text::detail::decimal_double(c.top_p));
+    float const thr = static_cast<float>(1.0 - lm::detail::decimal_double(c.top_p));
     double cum = 0;
     std::vector<char> drop(x.size(), 0);
     for (std::size_t r = 0; r + 1 < order.size(); ++r) {  // the last (most probable) always stays
@@ -369,11 +369,11 @@ TEST_CASE("top-p: the threshold is float32(1 - top_p) computed from top_p's deci
   // HF: 1 - 0.8 = 0.19999999999999996 in double, 0.2f in f32. Five equal scores have p = 0.2f
   // each, so the first ascending cumulative sum is exactly 0.2f <= 0.2f: HF removes one token
   // (transformers 4.46.3 returns [-inf, 0, 0, 0, 0]). With 1.0f - 0.8f = 0.19999999f none would go.
-  REQUIRE(text::detail::decimal_double(0.8f) == 0.8);
-  REQUIRE(static_cast<float>(1.0 - text::detail::decimal_double(0.8f)) == 0.2f);
+  REQUIRE(lm::detail::decimal_double(0.8f) == 0.8);
+  REQUIRE(static_cast<float>(1.0 - lm::detail::decimal_double(0.8f)) == 0.2f);
   REQUIRE(1.0f - 0.8f != 0.2f);
-  REQUIRE(text::detail::decimal_double(0.95f) == 0.95);
-  REQUIRE(text::detail::decimal_double(1e-7f) == 1e-7);
+  REQUIRE(lm::detail::decimal_double(0.95f) == 0.95);
+  REQUIRE(lm::detail::decimal_double(1e-7f) == 1e-7);
   auto c = sampling();
   c.top_p = 0.8f;
   REQUIRE(kept_ids(processed(c, std::vector<float>(5, 0.0f))) == std::vector<int>{1, 2, 3, 4});
@@ -649,7 +649,7 @@ TEST_CASE("exp_nonpos is within 2 ulp of exp for results in the normal range", "
   std::mt19937_64 g(test::seed(8));
   std::uniform_real_distribution<float> d(-87.0f, 0.0f);
   auto const check = [&](float x) {
-    float const got = text::detail::exp_nonpos(x);
+    float const got = lm::detail::exp_nonpos(x);
     double const want = std::exp(static_cast<double>(x));
     float const wf = static_cast<float>(want);
     double const ulp = std::nextafter(wf, 2.0f) - wf;
@@ -659,13 +659,13 @@ TEST_CASE("exp_nonpos is within 2 ulp of exp for results in the normal range", "
   for (float x = 0.0f; x > -1.0f; x -= 1.0f / 4096) check(x);
   INFO("worst error " << worst << " ulp");
   REQUIRE(worst <= 2.0);
-  REQUIRE(text::detail::exp_nonpos(0.0f) == 1.0f);
-  REQUIRE(text::detail::exp_nonpos(-0.0f) == 1.0f);
-  REQUIRE(text::detail::exp_nonpos(ninf) == 0.0f);
-  REQUIRE(text::detail::exp_nonpos(-104.5f) == 0.0f);
-  REQUIRE(text::detail::exp_nonpos(-1000.0f) == 0.0f);
+  REQUIRE(lm::detail::exp_nonpos(0.0f) == 1.0f);
+  REQUIRE(lm::detail::exp_nonpos(-0.0f) == 1.0f);
+  REQUIRE(lm::detail::exp_nonpos(ninf) == 0.0f);
+  REQUIRE(lm::detail::exp_nonpos(-104.5f) == 0.0f);
+  REQUIRE(lm::detail::exp_nonpos(-1000.0f) == 0.0f);
   // Subnormal results are kept (torch's softmax gives them too), to a few ulp of 2^-149.
-  float const sub = text::detail::exp_nonpos(-100.0f);
+  float const sub = lm::detail::exp_nonpos(-100.0f);
   REQUIRE(sub > 0.0f);
   REQUIRE(std::fabs(sub - std::exp(-100.0)) <= 4 * std::numeric_limits<float>::denorm_min());
 }
@@ -674,11 +674,11 @@ TEST_CASE("sum_f64 is a fixed-order sum that zeros do not change", "[text][unit]
   auto const v = test::random_vector<float>(1001, test::seed(21), 1.0f);
   double exact = 0;
   for (float x : v) exact += x;
-  REQUIRE(std::fabs(text::detail::sum_f64(v.data(), 1001) - exact) <= 1e-12);
+  REQUIRE(std::fabs(lm::detail::sum_f64(v.data(), 1001) - exact) <= 1e-12);
   // Zeroing entries and summing only the nonzero ones into the same lanes gives the same bits.
   std::vector<float> w = v;
   for (std::size_t i = 0; i < w.size(); i += 2) w[i] = 0.0f;
-  double acc[text::detail::sum_lanes] = {};
-  for (std::size_t i = 1; i < w.size(); i += 2) acc[i % text::detail::sum_lanes] += w[i];
-  REQUIRE(text::detail::sum_f64(w.data(), 1001) == text::detail::reduce_lanes(acc));
+  double acc[lm::detail::sum_lanes] = {};
+  for (std::size_t i = 1; i < w.size(); i += 2) acc[i % lm::detail::sum_lanes] += w[i];
+  REQUIRE(lm::detail::sum_f64(w.data(), 1001) == lm::detail::reduce_lanes(acc));
 }

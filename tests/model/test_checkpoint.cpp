@@ -6,7 +6,7 @@
 // misaligned). Checkpoints saved by the reference code are in tests/golden/test_golden_config.cpp.
 #include "common/temp_dir.hpp"
 
-#include <tessera/io/weight_map.hpp>
+#include <tessera/model/points15/checkpoint.hpp>
 
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,9 @@
 
 namespace fs = std::filesystem;
 namespace io = tessera::io;
+namespace model = tessera::model;
+namespace lm = tessera::lm;
+namespace nn = tessera::nn;
 using Catch::Matchers::ContainsSubstring;
 using tessera::bf16;
 using tessera::dtype;
@@ -95,8 +99,8 @@ class ckpt_writer {
 };
 
 /// d_model 8, 4 query heads and 2 KV heads of head_dim 2, d_ff 3, vocab 5, one layer.
-io::decoder_config tiny_decoder(io::decoder_flavour f) {
-  io::decoder_config c;
+lm::decoder_config tiny_decoder(lm::decoder_flavour f) {
+  lm::decoder_config c;
   c.flavour = f;
   c.vocab_size = 5;
   c.d_model = 8;
@@ -189,14 +193,14 @@ TEST_CASE("weight map: CustomLlama K/V and up/gate are views into the fused tens
   w.write(dir.path() / "model.safetensors");
   io::checkpoint const ck(dir.path());
   io::weight_binder b(ck);
-  io::decoder_weights<bf16> const dw = io::bind_decoder<bf16>(b, tiny_decoder(io::decoder_flavour::custom_llama));
+  lm::decoder_weights<bf16> const dw = model::bind_decoder<bf16>(b, tiny_decoder(lm::decoder_flavour::custom_llama));
   io::binding_report const rep = b.finish();
   CHECK(rep.n_bound == 12);
   CHECK(rep.n_converted == 0);
   CHECK(rep.skipped.empty());
-  CHECK(dw.naming == io::decoder_naming::points_custom_llama);
+  CHECK(model::detect_decoder_naming(ck) == model::decoder_naming::points_custom_llama);
   REQUIRE(dw.layers.size() == 1);
-  io::decoder_layer_weights<bf16> const& l = dw.layers[0];
+  lm::decoder_layer_weights<bf16> const& l = dw.layers[0];
 
   int const kv_id = w.id("llm.lm.layers.0.attention.key_value_dense.weight");
   int const kvb_id = w.id("llm.lm.layers.0.attention.key_value_dense.bias");
@@ -242,7 +246,7 @@ TEST_CASE("weight map: CustomLlama K/V and up/gate are views into the fused tens
   CHECK(inside_mapping(ck, l.kv_fused->weight.data(), 64));
   CHECK(inside_mapping(ck, l.gate.weight.data(), 24));
   CHECK(inside_mapping(ck, dw.final_norm.weight.data(), 8));
-  CHECK(dw.converted->buffers.empty());
+  CHECK(std::static_pointer_cast<io::converted_tensors<float> const>(dw.keep_alive)->buffers.empty());
 }
 
 TEST_CASE("weight map: HF names give contiguous per-head K/V and no fused tensors", "[io][weight_map][unit]") {
@@ -251,9 +255,9 @@ TEST_CASE("weight map: HF names give contiguous per-head K/V and no fused tensor
   w.write(dir.path() / "model.safetensors");
   io::checkpoint const ck(dir.path());
   io::weight_binder b(ck);
-  auto const dw = io::bind_decoder<float>(b, tiny_decoder(io::decoder_flavour::qwen2));
+  auto const dw = model::bind_decoder<float>(b, tiny_decoder(lm::decoder_flavour::qwen2));
   (void)b.finish();
-  CHECK(dw.naming == io::decoder_naming::hf_qwen2);
+  CHECK(model::detect_decoder_naming(ck) == model::decoder_naming::hf_qwen2);
   auto const& l = dw.layers[0];
   CHECK_FALSE(l.kv_fused.has_value());
   CHECK_FALSE(l.up_gate_fused.has_value());
@@ -271,14 +275,14 @@ TEST_CASE("weight map: HF names give contiguous per-head K/V and no fused tensor
 }
 
 TEST_CASE("weight map: the same decoder under the three namings lists the expected names", "[io][weight_map][unit]") {
-  io::decoder_config c = tiny_decoder(io::decoder_flavour::custom_llama);
-  auto names = [&](io::decoder_naming n) {
+  lm::decoder_config c = tiny_decoder(lm::decoder_flavour::custom_llama);
+  auto names = [&](model::decoder_naming n) {
     std::vector<std::string> out;
-    for (io::tensor_spec const& s : io::decoder_tensor_specs(c, n)) out.push_back(s.name);
+    for (io::tensor_spec const& s : model::decoder_tensor_specs(c, n)) out.push_back(s.name);
     std::sort(out.begin(), out.end());
     return out;
   };
-  std::vector<std::string> const custom = names(io::decoder_naming::points_custom_llama);
+  std::vector<std::string> const custom = names(model::decoder_naming::points_custom_llama);
   CHECK(custom == std::vector<std::string>{
                       "llm.embed_out.weight", "llm.lm.embed_in.weight", "llm.lm.final_layer_norm.weight",
                       "llm.lm.layers.0.attention.dense.weight", "llm.lm.layers.0.attention.key_value_dense.bias",
@@ -286,16 +290,16 @@ TEST_CASE("weight map: the same decoder under the three namings lists the expect
                       "llm.lm.layers.0.attention.query_dense.weight", "llm.lm.layers.0.input_layernorm.weight",
                       "llm.lm.layers.0.mlp.dense_4h_to_h.weight", "llm.lm.layers.0.mlp.dense_h_to_4h.weight",
                       "llm.lm.layers.0.post_attention_layernorm.weight"});
-  std::vector<std::string> const pq = names(io::decoder_naming::points_qwen2);
+  std::vector<std::string> const pq = names(model::decoder_naming::points_qwen2);
   CHECK(std::find(pq.begin(), pq.end(), "llm.lm_head.weight") != pq.end());
   CHECK(std::find(pq.begin(), pq.end(), "llm.model.layers.0.self_attn.k_proj.bias") != pq.end());
   CHECK(std::find(pq.begin(), pq.end(), "llm.model.norm.weight") != pq.end());
   CHECK(pq.size() == 15);
   // Config-driven optional tensors: LayerNorm biases, o / MLP biases; no head when tied.
-  c.norm = io::norm_kind::layer_norm;
+  c.norm = nn::norm_kind::layer_norm;
   c.o_bias = c.gate_up_bias = c.down_bias = true;
   c.tie_word_embeddings = true;
-  std::vector<std::string> const full = names(io::decoder_naming::points_custom_llama);
+  std::vector<std::string> const full = names(model::decoder_naming::points_custom_llama);
   for (char const* n : {"llm.lm.layers.0.input_layernorm.bias", "llm.lm.layers.0.post_attention_layernorm.bias",
                         "llm.lm.final_layer_norm.bias", "llm.lm.layers.0.attention.dense.bias",
                         "llm.lm.layers.0.mlp.dense_h_to_4h.bias", "llm.lm.layers.0.mlp.dense_4h_to_h.bias"})
@@ -314,11 +318,11 @@ TEST_CASE("weight map: LayerNorm decoder with every bias binds them all", "[io][
   w.add("llm.lm.layers.0.mlp.dense_4h_to_h.bias", {8}, dtype::f32);
   w.write(dir.path() / "m.safetensors");
   io::checkpoint const ck(dir.path() / "m.safetensors");
-  io::decoder_config c = tiny_decoder(io::decoder_flavour::custom_llama);
-  c.norm = io::norm_kind::layer_norm;
+  lm::decoder_config c = tiny_decoder(lm::decoder_flavour::custom_llama);
+  c.norm = nn::norm_kind::layer_norm;
   c.o_bias = c.gate_up_bias = c.down_bias = true;
   io::weight_binder b(ck);
-  auto const dw = io::bind_decoder<float>(b, c);
+  auto const dw = model::bind_decoder<float>(b, c);
   CHECK(b.finish().n_bound == 18);
   auto const& l = dw.layers[0];
   int const ugb = w.id("llm.lm.layers.0.mlp.dense_h_to_4h.bias");
@@ -339,20 +343,21 @@ TEST_CASE("weight map: dtype conversion only on request, into owned buffers", "[
   w.add("llm.lm.final_layer_norm.weight", {8}, dtype::f32);
   w.write(dir.path() / "model.safetensors");
   io::checkpoint const ck(dir.path());
-  io::decoder_config const c = tiny_decoder(io::decoder_flavour::custom_llama);
+  lm::decoder_config const c = tiny_decoder(lm::decoder_flavour::custom_llama);
   {
     io::weight_binder b(ck);
-    REQUIRE_TESSERA_ERROR((void)io::bind_decoder<bf16>(b, c),
+    REQUIRE_TESSERA_ERROR((void)model::bind_decoder<bf16>(b, c),
                       "tensor 'llm.lm.final_layer_norm.weight' (final norm weight [d_model] (points_custom_llama "
                       "naming)) is F32, weights of BF16 were requested; dtype_policy::convert");
   }
   io::weight_binder b(ck, io::dtype_policy::convert);
-  auto const dw = io::bind_decoder<bf16>(b, c);
+  auto const dw = model::bind_decoder<bf16>(b, c);
   io::binding_report const rep = b.finish();
   CHECK(rep.n_converted == 1);
   CHECK(rep.converted_bytes == 8 * sizeof(bf16));
-  REQUIRE(dw.converted->buffers.size() == 1);
-  CHECK(dw.final_norm.weight.data() == dw.converted->buffers[0].data());
+  auto const conv = std::static_pointer_cast<io::converted_tensors<bf16> const>(dw.keep_alive);
+  REQUIRE(conv->buffers.size() == 1);
+  CHECK(dw.final_norm.weight.data() == conv->buffers[0].data());
   CHECK_FALSE(inside_mapping(ck, dw.final_norm.weight.data(), 8));
   for (index_t i = 0; i < 8; ++i)
     CHECK(at(dw.final_norm.weight, i) == value_of(w.id("llm.lm.final_layer_norm.weight"), i));
@@ -360,17 +365,17 @@ TEST_CASE("weight map: dtype conversion only on request, into owned buffers", "[
 
   // Everything to f32 and to f16: values are small integers, exact in every dtype.
   io::weight_binder bf(ck, io::dtype_policy::convert);
-  auto const df = io::bind_decoder<float>(bf, c);
+  auto const df = model::bind_decoder<float>(bf, c);
   CHECK(bf.finish().n_converted == 11);
   auto const& l = df.layers[0];
   int const kv_id = w.id("llm.lm.layers.0.attention.key_value_dense.weight");
   CHECK(at(l.v.weight, 1, 1, 5) == value_of(kv_id, (4 + 2 + 1) * 8 + 5));
   io::weight_binder bh(ck, io::dtype_policy::convert);
-  auto const dh = io::bind_decoder<f16>(bh, c);
+  auto const dh = model::bind_decoder<f16>(bh, c);
   CHECK(at(dh.layers[0].gate.weight, 1, 1) == value_of(w.id("llm.lm.layers.0.mlp.dense_h_to_4h.weight"), 4 * 8 + 1));
   // Views and their buffers survive copies and moves of the weights struct.
-  io::decoder_weights<f16> moved = dh;
-  io::decoder_weights<f16> const moved2 = std::move(moved);
+  lm::decoder_weights<f16> moved = dh;
+  lm::decoder_weights<f16> const moved2 = std::move(moved);
   CHECK(at(moved2.layers[0].gate.weight, 1, 1) == value_of(w.id("llm.lm.layers.0.mlp.dense_h_to_4h.weight"), 33));
 }
 
@@ -392,14 +397,14 @@ TEST_CASE("weight map: rounding on conversion is round-to-nearest-even", "[io][w
 
 TEST_CASE("weight map: missing, misshaped and non-float tensors are named", "[io][weight_map][unit]") {
   temp_dir dir;
-  io::decoder_config const c = tiny_decoder(io::decoder_flavour::custom_llama);
+  lm::decoder_config const c = tiny_decoder(lm::decoder_flavour::custom_llama);
   SECTION("missing") {
     ckpt_writer w = custom_llama_tiny();
     w.remove("llm.lm.layers.0.mlp.dense_h_to_4h.weight");
     w.write(dir.path() / "model.safetensors");
     io::checkpoint const ck(dir.path());
     io::weight_binder b(ck);
-    REQUIRE_TESSERA_ERROR((void)io::bind_decoder<bf16>(b, c),
+    REQUIRE_TESSERA_ERROR((void)model::bind_decoder<bf16>(b, c),
                       "missing tensor 'llm.lm.layers.0.mlp.dense_h_to_4h.weight' (layer 0 fused up/gate projection "
                       "dense_h_to_4h [2*d_ff, d_model] (points_custom_llama naming), shape [6, 8])");
   }
@@ -409,7 +414,7 @@ TEST_CASE("weight map: missing, misshaped and non-float tensors are named", "[io
     w.write(dir.path() / "model.safetensors");
     io::checkpoint const ck(dir.path());
     io::weight_binder b(ck);
-    REQUIRE_TESSERA_ERROR((void)io::bind_decoder<bf16>(b, c), "missing tensor 'llm.embed_out.weight' (LM head");
+    REQUIRE_TESSERA_ERROR((void)model::bind_decoder<bf16>(b, c), "missing tensor 'llm.embed_out.weight' (LM head");
   }
   SECTION("wrong shape") {
     ckpt_writer w = custom_llama_tiny();
@@ -417,7 +422,7 @@ TEST_CASE("weight map: missing, misshaped and non-float tensors are named", "[io
     w.write(dir.path() / "model.safetensors");
     io::checkpoint const ck(dir.path());
     io::weight_binder b(ck);
-    REQUIRE_TESSERA_ERROR((void)io::bind_decoder<bf16>(b, c),
+    REQUIRE_TESSERA_ERROR((void)model::bind_decoder<bf16>(b, c),
                       "tensor 'llm.lm.layers.0.attention.key_value_dense.weight' (layer 0 fused K/V projection "
                       "key_value_dense [n_kv_heads*2*head_dim, d_model] (points_custom_llama naming)) has shape "
                       "[4, 8], expected [8, 8]");
@@ -428,7 +433,7 @@ TEST_CASE("weight map: missing, misshaped and non-float tensors are named", "[io
     w.write(dir.path() / "model.safetensors");
     io::checkpoint const ck(dir.path());
     io::weight_binder b(ck);
-    REQUIRE_TESSERA_ERROR((void)io::bind_decoder<bf16>(b, c), "has shape [1, 8], expected [8]");
+    REQUIRE_TESSERA_ERROR((void)model::bind_decoder<bf16>(b, c), "has shape [1, 8], expected [8]");
   }
   SECTION("integer tensor, even with conversion") {
     ckpt_writer w = custom_llama_tiny();
@@ -437,21 +442,21 @@ TEST_CASE("weight map: missing, misshaped and non-float tensors are named", "[io
     w.write(dir.path() / "model.safetensors");
     io::checkpoint const ck(dir.path());
     io::weight_binder b(ck, io::dtype_policy::convert);
-    REQUIRE_TESSERA_ERROR((void)io::bind_decoder<bf16>(b, c),
+    REQUIRE_TESSERA_ERROR((void)model::bind_decoder<bf16>(b, c),
                       "tensor 'llm.lm.layers.0.input_layernorm.weight' is I32; only F32, F64, BF16 and F16 weights convert");
   }
 }
 
 TEST_CASE("weight map: extra tensors are refused by finish(), known-unused ones listed", "[io][weight_map][unit]") {
   temp_dir dir;
-  io::decoder_config const c = tiny_decoder(io::decoder_flavour::custom_llama);
+  lm::decoder_config const c = tiny_decoder(lm::decoder_flavour::custom_llama);
   ckpt_writer w = custom_llama_tiny();
   w.add("llm.lm.layers.0.attention.rotary_emb.inv_freq", {1}, dtype::f32);
   w.write(dir.path() / "a.safetensors");
   io::checkpoint const ck(dir.path() / "a.safetensors");
   {
     io::weight_binder b(ck);
-    (void)io::bind_decoder<bf16>(b, c);
+    (void)model::bind_decoder<bf16>(b, c);
     io::binding_report const rep = b.finish();
     REQUIRE(rep.skipped.size() == 1);
     CHECK(rep.skipped[0].name == "llm.lm.layers.0.attention.rotary_emb.inv_freq");
@@ -459,7 +464,7 @@ TEST_CASE("weight map: extra tensors are refused by finish(), known-unused ones 
   }
   {
     io::weight_binder b(ck, io::dtype_policy::exact, /*ignore_known_unused=*/false);
-    (void)io::bind_decoder<bf16>(b, c);
+    (void)model::bind_decoder<bf16>(b, c);
     REQUIRE_TESSERA_ERROR((void)b.finish(), "tensor 'llm.lm.layers.0.attention.rotary_emb.inv_freq' is not bound");
   }
   // An unexpected tensor: finish() names it; bind_points15 / bind_qwen2 call finish() themselves.
@@ -468,7 +473,7 @@ TEST_CASE("weight map: extra tensors are refused by finish(), known-unused ones 
   w.write(dir.path() / "b.safetensors");
   io::checkpoint const ck2(dir.path() / "b.safetensors");
   io::weight_binder b(ck2);
-  (void)io::bind_decoder<bf16>(b, c);
+  (void)model::bind_decoder<bf16>(b, c);
   REQUIRE_TESSERA_ERROR((void)b.finish(), "2 stored tensor(s) were bound by no part: "
                                       "'llm.lm.layers.1.attention.query_dense.weight', 'vision_tower.foo'");
   CHECK(b.unhandled().size() == 3);  // inv_freq too, until finish() classifies it
@@ -476,7 +481,7 @@ TEST_CASE("weight map: extra tensors are refused by finish(), known-unused ones 
 
 TEST_CASE("weight map: tied heads view the embedding; a stored head must be identical", "[io][weight_map][unit]") {
   temp_dir dir;
-  io::decoder_config c = tiny_decoder(io::decoder_flavour::qwen2);
+  lm::decoder_config c = tiny_decoder(lm::decoder_flavour::qwen2);
   c.tie_word_embeddings = true;
   SECTION("no head stored") {
     ckpt_writer w = hf_tiny();
@@ -484,7 +489,7 @@ TEST_CASE("weight map: tied heads view the embedding; a stored head must be iden
     w.write(dir.path() / "model.safetensors");
     io::checkpoint const ck(dir.path());
     io::weight_binder b(ck);
-    auto const dw = io::bind_decoder<bf16>(b, c);
+    auto const dw = model::bind_decoder<bf16>(b, c);
     CHECK(b.finish().skipped.empty());
     CHECK(dw.lm_head_tied);
     CHECK(dw.lm_head.data() == dw.embed.data());
@@ -503,7 +508,7 @@ TEST_CASE("weight map: tied heads view the embedding; a stored head must be iden
     io::save_safetensors(dir.path() / "model.safetensors", std::span<io::tensor_entry const>(entries));
     io::checkpoint const ck(dir.path());
     io::weight_binder b(ck);
-    auto const dw = io::bind_decoder<bf16>(b, c);
+    auto const dw = model::bind_decoder<bf16>(b, c);
     io::binding_report const rep = b.finish();
     REQUIRE(rep.skipped.size() == 1);
     CHECK(rep.skipped[0].name == "lm_head.weight");
@@ -515,7 +520,7 @@ TEST_CASE("weight map: tied heads view the embedding; a stored head must be iden
     w.write(dir.path() / "model.safetensors");
     io::checkpoint const ck(dir.path());
     io::weight_binder b(ck);
-    REQUIRE_TESSERA_ERROR((void)io::bind_decoder<bf16>(b, c),
+    REQUIRE_TESSERA_ERROR((void)model::bind_decoder<bf16>(b, c),
                       "the config ties the LM head to the embedding (tie_word_embeddings), but the checkpoint stores "
                       "'lm_head.weight' and it differs from 'model.embed_tokens.weight'");
   }
@@ -523,51 +528,53 @@ TEST_CASE("weight map: tied heads view the embedding; a stored head must be iden
 
 TEST_CASE("weight map: naming detection, explicit choice, and refusals", "[io][weight_map][unit]") {
   temp_dir dir;
-  io::decoder_config const c = tiny_decoder(io::decoder_flavour::qwen2);
+  lm::decoder_config const c = tiny_decoder(lm::decoder_flavour::qwen2);
   ckpt_writer w = hf_tiny();
   w.write(dir.path() / "hf.safetensors");
   io::checkpoint const ck(dir.path() / "hf.safetensors");
-  CHECK(io::detect_decoder_naming(ck) == io::decoder_naming::hf_qwen2);
-  CHECK_FALSE(io::detect_vision_naming(ck).has_value());
-  CHECK_FALSE(io::detect_projector_naming(ck).has_value());
+  CHECK(model::detect_decoder_naming(ck) == model::decoder_naming::hf_qwen2);
+  CHECK_FALSE(model::detect_vision_naming(ck).has_value());
+  CHECK_FALSE(model::detect_projector_naming(ck).has_value());
   {
     io::weight_binder b(ck);
-    REQUIRE_TESSERA_ERROR((void)io::bind_decoder<bf16>(b, c, io::decoder_naming::points_qwen2),
+    REQUIRE_TESSERA_ERROR((void)model::bind_decoder<bf16>(b, c, model::decoder_naming::points_qwen2),
                       "missing tensor 'llm.model.embed_tokens.weight'");
   }
   {
     io::weight_binder b(ck);
-    REQUIRE_TESSERA_ERROR((void)io::bind_vision_encoder<bf16>(b, io::qwen2_vl_vision_config{}), "holds no Qwen2-VL ViT");
-    REQUIRE_TESSERA_ERROR((void)io::bind_patch_merger<bf16>(b, io::patch_merger_config{}), "holds no PatchMerger");
+    REQUIRE_TESSERA_ERROR((void)model::bind_vision_encoder<bf16>(b, model::qwen2_vl_vision_config{}), "holds no Qwen2-VL ViT");
+    REQUIRE_TESSERA_ERROR((void)model::bind_patch_merger<bf16>(b, model::patch_merger_config{}), "holds no PatchMerger");
   }
   w.add("llm.lm.embed_in.weight", {5, 8});
   w.write(dir.path() / "both.safetensors");
   io::checkpoint const both(dir.path() / "both.safetensors");
-  REQUIRE_TESSERA_ERROR((void)io::detect_decoder_naming(both),
+  REQUIRE_TESSERA_ERROR((void)model::detect_decoder_naming(both),
                     "holds decoder embedding tensors of several namings (hf_qwen2, points_custom_llama)");
   io::weight_binder b(both);
-  CHECK(io::bind_decoder<bf16>(b, c, io::decoder_naming::hf_qwen2).naming == io::decoder_naming::hf_qwen2);
+  // The naming asked for is the one bound: the embedding views the HF tensor.
+  CHECK(static_cast<void const*>(model::bind_decoder<bf16>(b, c, model::decoder_naming::hf_qwen2).embed.data()) ==
+        static_cast<void const*>(both.bytes("model.embed_tokens.weight").data()));
 
   ckpt_writer none;
   none.add("something.else", {3});
   none.write(dir.path() / "none.safetensors");
   io::checkpoint const nk(dir.path() / "none.safetensors");
   io::weight_binder bn(nk);
-  REQUIRE_TESSERA_ERROR((void)io::bind_decoder<bf16>(bn, c), "holds no decoder (looked for model.embed_tokens.weight");
+  REQUIRE_TESSERA_ERROR((void)model::bind_decoder<bf16>(bn, c), "holds no decoder (looked for model.embed_tokens.weight");
 }
 
 TEST_CASE("weight map: hand-made configs that cannot describe a checkpoint are refused", "[io][weight_map][unit]") {
-  io::decoder_config c = tiny_decoder(io::decoder_flavour::qwen2);
+  lm::decoder_config c = tiny_decoder(lm::decoder_flavour::qwen2);
   c.n_kv_heads = 0;
-  REQUIRE_TESSERA_ERROR((void)io::decoder_tensor_specs(c, io::decoder_naming::hf_qwen2), "non-positive size");
+  REQUIRE_TESSERA_ERROR((void)model::decoder_tensor_specs(c, model::decoder_naming::hf_qwen2), "non-positive size");
   c.n_kv_heads = 3;
-  REQUIRE_TESSERA_ERROR((void)io::decoder_tensor_specs(c, io::decoder_naming::hf_qwen2), "not a multiple of n_kv_heads 3");
-  io::qwen2_vl_vision_config v;
+  REQUIRE_TESSERA_ERROR((void)model::decoder_tensor_specs(c, model::decoder_naming::hf_qwen2), "not a multiple of n_kv_heads 3");
+  model::qwen2_vl_vision_config v;
   v.patch_dim = 5;
-  REQUIRE_TESSERA_ERROR((void)io::vision_encoder_tensor_specs(v, io::vision_naming::points), "patch_dim 5");
-  io::patch_merger_config m;
+  REQUIRE_TESSERA_ERROR((void)model::vision_encoder_tensor_specs(v, model::vision_naming::points), "patch_dim 5");
+  model::patch_merger_config m;
   m.hidden_dim = 100;
-  REQUIRE_TESSERA_ERROR((void)io::patch_merger_tensor_specs(m, io::projector_naming::points), "is not consistent");
+  REQUIRE_TESSERA_ERROR((void)model::patch_merger_tensor_specs(m, model::projector_naming::points), "is not consistent");
 }
 
 TEST_CASE("weight map: a tensor not aligned for its dtype needs dtype_policy::convert", "[io][weight_map][unit]") {
@@ -600,8 +607,8 @@ TEST_CASE("weight map: a tensor not aligned for its dtype needs dtype_policy::co
 namespace {
 
 /// depth 1, embed_dim 8, 2 heads, mlp_ratio 1, 1 channel, temporal 1, patch 2, merge 2.
-io::qwen2_vl_vision_config tiny_vision() {
-  return io::parse_qwen2_vl_vision_config(
+model::qwen2_vl_vision_config tiny_vision() {
+  return model::parse_qwen2_vl_vision_config(
       R"({"depth": 1, "embed_dim": 8, "num_heads": 2, "mlp_ratio": 1, "in_channels": 1, "temporal_patch_size": 1,
           "patch_size": 2, "spatial_merge_size": 2, "hidden_size": 6})",
       "tiny_vision");
@@ -625,7 +632,7 @@ ckpt_writer tiny_vision_tensors(std::string const& p) {
 
 TEST_CASE("weight map: ViT patch embedding is the Conv3d weight viewed as a linear", "[io][weight_map][unit]") {
   temp_dir dir;
-  io::qwen2_vl_vision_config const v = tiny_vision();
+  model::qwen2_vl_vision_config const v = tiny_vision();
   REQUIRE(v.patch_dim == 4);
   ckpt_writer w = tiny_vision_tensors("visual.");
   w.add("visual.merger.ln_q.weight", {8});
@@ -637,28 +644,29 @@ TEST_CASE("weight map: ViT patch embedding is the Conv3d weight viewed as a line
   w.write(dir.path() / "model.safetensors");
   io::checkpoint const ck(dir.path());
   io::weight_binder b(ck);
-  auto const vw = io::bind_vision_encoder<bf16>(b, v);
-  auto const mw = io::bind_patch_merger<bf16>(b, io::vision_merger_config(v));
+  auto const vw = model::bind_vision_encoder<bf16>(b, v);
+  auto const mw = model::bind_patch_merger<bf16>(b, model::vision_merger_config(v));
   CHECK(b.finish().n_bound == 19);
-  CHECK(vw.naming == io::vision_naming::qwen2_vl);
-  CHECK(mw.naming == io::projector_naming::qwen2_vl_merger);
-  CHECK(vw.patch_embed.extent(0) == 8);
-  CHECK(vw.patch_embed.extent(1) == 4);
+  CHECK(model::detect_vision_naming(ck) == model::vision_naming::qwen2_vl);
+  CHECK(model::detect_projector_naming(ck) == model::projector_naming::qwen2_vl_merger);
+  CHECK(mw.fc2.weight.extent(0) == 6);
+  CHECK(vw.patch_embed.weight.extent(0) == 8);
+  CHECK(vw.patch_embed.weight.extent(1) == 4);
   int const pe = w.id("visual.patch_embed.proj.weight");
   // Conv3d [8, 1, 1, 2, 2]: out channel o, (c, t, py, px) flattened = column py * 2 + px.
   for (index_t o = 0; o < 8; ++o)
-    for (index_t f = 0; f < 4; ++f) CHECK(at(vw.patch_embed, o, f) == value_of(pe, o * 4 + f));
+    for (index_t f = 0; f < 4; ++f) CHECK(at(vw.patch_embed.weight, o, f) == value_of(pe, o * 4 + f));
   REQUIRE(vw.blocks.size() == 1);
-  CHECK(at(vw.blocks[0].qkv.weight, 23, 7) == value_of(w.id("visual.blocks.0.attn.qkv.weight"), 23 * 8 + 7));
+  CHECK(at(vw.blocks[0].qkv->weight, 23, 7) == value_of(w.id("visual.blocks.0.attn.qkv.weight"), 23 * 8 + 7));
   CHECK(at(*vw.blocks[0].norm2.bias, 3) == value_of(w.id("visual.blocks.0.norm2.bias"), 3));
   CHECK(at(*mw.fc2.bias, 5) == value_of(w.id("visual.merger.mlp.2.bias"), 5));
-  CHECK(inside_mapping(ck, vw.patch_embed.data(), 32));
+  CHECK(inside_mapping(ck, vw.patch_embed.weight.data(), 32));
 }
 
 TEST_CASE("weight map: POINTS' unused ViT merger is skipped only with the reference's shapes",
           "[io][weight_map][unit]") {
   temp_dir dir;
-  io::qwen2_vl_vision_config const v = tiny_vision();
+  model::qwen2_vl_vision_config const v = tiny_vision();
   ckpt_writer w = tiny_vision_tensors("vision_encoder.");
   w.add("vision_encoder.merger.ln_q.weight", {8});
   w.add("vision_encoder.merger.ln_q.bias", {8});
@@ -670,8 +678,8 @@ TEST_CASE("weight map: POINTS' unused ViT merger is skipped only with the refere
   w.write(dir.path() / "a.safetensors");
   io::checkpoint const ck(dir.path() / "a.safetensors");
   io::weight_binder b(ck);
-  auto const vw = io::bind_vision_encoder<bf16>(b, v);
-  CHECK(vw.naming == io::vision_naming::points);
+  auto const vw = model::bind_vision_encoder<bf16>(b, v);
+  CHECK(model::detect_vision_naming(ck) == model::vision_naming::points);
   io::binding_report const rep = b.finish();
   REQUIRE(rep.skipped.size() == 7);
   CHECK(rep.skipped[0].name == "vision_encoder.merger.ln_q.bias");
@@ -682,7 +690,7 @@ TEST_CASE("weight map: POINTS' unused ViT merger is skipped only with the refere
   w.write(dir.path() / "b.safetensors");
   io::checkpoint const ck2(dir.path() / "b.safetensors");
   io::weight_binder b2(ck2);
-  (void)io::bind_vision_encoder<bf16>(b2, v);
+  (void)model::bind_vision_encoder<bf16>(b2, v);
   REQUIRE_TESSERA_ERROR((void)b2.finish(), "tensor 'vision_encoder.merger.mlp.2.weight' (unused: the ViT's own "
                                        "PatchMerger, built but never applied by POINTS1.5 (spec 7.16)) has shape "
                                        "[7, 32], expected [6, 32]");
@@ -692,6 +700,6 @@ TEST_CASE("weight map: POINTS' unused ViT merger is skipped only with the refere
   w.write(dir.path() / "c.safetensors");
   io::checkpoint const ck3(dir.path() / "c.safetensors");
   io::weight_binder b3(ck3);
-  (void)io::bind_vision_encoder<bf16>(b3, v);
+  (void)model::bind_vision_encoder<bf16>(b3, v);
   REQUIRE_TESSERA_ERROR((void)b3.finish(), "'vision_encoder.merger.mlp.1.weight'");
 }

@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
-// text::generation_defaults -- what a checkpoint's generation_config.json (transformers
+// model::generation_defaults -- what a checkpoint's generation_config.json (transformers
 // GenerationConfig.save_pretrained) says about decoding: sampling switches and values, stop
 // token ids, length. Qwen2.5-Instruct's, for example: do_sample true, temperature 0.7, top_p 0.8,
 // top_k 20, repetition_penalty 1.05, eos_token_id [151645, 151643].
 #pragma once
 
 #include <tessera/core/error.hpp>
-#include <tessera/io/detail/config_json.hpp>
-#include <tessera/text/sampler.hpp>
+#include <tessera/io/config_json.hpp>
+#include <tessera/lm/sampler.hpp>
+#include <tessera/text/token_id.hpp>
 
 #include <cstdint>
 #include <filesystem>
@@ -16,7 +17,7 @@
 #include <string_view>
 #include <vector>
 
-namespace tessera::text {
+namespace tessera::model {
 
 /// The decoding fields of a generation_config.json; absent (or null) fields stay empty, so a
 /// caller can layer its own choices over them.
@@ -24,13 +25,13 @@ struct generation_defaults {
   std::optional<bool> do_sample;
   std::optional<float> temperature, top_p, min_p, repetition_penalty;
   std::optional<std::int64_t> top_k, max_new_tokens;
-  std::vector<token_id> eos_token_ids;  ///< eos_token_id: an int or a list
+  std::vector<text::token_id> eos_token_ids;  ///< eos_token_id: an int or a list
 
   /// The sampling transformers' generate() runs with this file: its fields, and GenerationConfig's
   /// defaults for the absent ones (do_sample false, temperature 1, top_k 50, top_p 1, min_p off,
   /// repetition_penalty 1). Note top_k: absent means HF's 50, not off.
-  [[nodiscard]] sampling_config sampling(std::uint64_t seed = 0) const {
-    sampling_config s;
+  [[nodiscard]] lm::sampling_config sampling(std::uint64_t seed = 0) const {
+    lm::sampling_config s;
     s.do_sample = do_sample.value_or(false);
     s.temperature = temperature.value_or(1.0f);
     s.top_k = top_k.value_or(50);
@@ -48,8 +49,8 @@ struct generation_defaults {
 /// repetition_penalty > 0, top_k >= 0, max_new_tokens >= 1), else tessera::error names the field.
 [[nodiscard]] inline generation_defaults parse_generation_config(std::string_view json, std::string_view source) {
   std::string const src(source);
-  nlohmann::json const root = io::detail::parse_config_root(json, src);
-  io::detail::config_object const c(root, src, "");
+  nlohmann::json const root = io::parse_config_root(json, src);
+  io::config_object const c(root, src, "");
   generation_defaults g;
   constexpr double big = 1e30;
   auto num = [&](char const* key, double lo, double hi, bool lo_open) -> std::optional<float> {
@@ -63,7 +64,7 @@ struct generation_defaults {
   g.repetition_penalty = num("repetition_penalty", 0.0, big, true);
   if (c.find_non_null("top_k")) g.top_k = c.integer("top_k", 0, 0, std::int64_t{1} << 31);
   if (c.find_non_null("max_new_tokens")) g.max_new_tokens = c.integer("max_new_tokens", 1, 1, std::int64_t{1} << 31);
-  for (std::int64_t id : c.token_ids("eos_token_id", {})) g.eos_token_ids.push_back(static_cast<token_id>(id));
+  for (std::int64_t id : c.token_ids("eos_token_id", {})) g.eos_token_ids.push_back(static_cast<text::token_id>(id));
   return g;
 }
 
@@ -77,8 +78,8 @@ struct generation_defaults {
     file = path / "generation_config.json";
     if (!std::filesystem::exists(file, ec)) return {};
   }
-  auto const [text, name] = io::detail::read_config_text(file);
+  auto const [text, name] = io::read_config_text(file);
   return parse_generation_config(text, name);
 }
 
-}  // namespace tessera::text
+}  // namespace tessera::model

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// text::sampler: picks the next token from a decoder's last-position logits with the semantics of
+// lm::sampler: picks the next token from a decoder's last-position logits with the semantics of
 // Hugging Face transformers 4.46.3 generate() (GenerationMixin._get_logits_processor + _sample):
 // RepetitionPenaltyLogitsProcessor, then with do_sample TemperatureLogitsWarper, TopKLogitsWarper,
 // TopPLogitsWarper, MinPLogitsWarper, then argmax (greedy) or a draw from the softmax.
@@ -8,8 +8,8 @@
 
 #include <tessera/core/config.hpp>
 #include <tessera/core/error.hpp>
-#include <tessera/pack/random.hpp>
-#include <tessera/text/detail/sampler_select.hpp>
+#include <tessera/core/random.hpp>
+#include <tessera/lm/detail/sampler_select.hpp>
 #include <tessera/text/token_id.hpp>
 
 #include <algorithm>
@@ -20,7 +20,9 @@
 #include <span>
 #include <vector>
 
-namespace tessera::text {
+namespace tessera::lm {
+
+using text::token_id;
 
 /// HF GenerationConfig's sampling fields (transformers 4.46.3 semantics).
 ///
@@ -34,7 +36,7 @@ struct sampling_config {
   float top_p = 1.0f;               ///< (0, 1]; 1 = off (TopPLogitsWarper); only with do_sample
   float min_p = 0.0f;               ///< [0, 1]; 0 = off (MinPLogitsWarper); only with do_sample
   float repetition_penalty = 1.0f;  ///< > 0; 1 = off (RepetitionPenaltyLogitsProcessor); greedy and sampling
-  std::uint64_t seed = 0;           ///< seeds the sampler's own RNG (pack::rng); same seed + same logits = same tokens
+  std::uint64_t seed = 0;           ///< seeds the sampler's own RNG (rng); same seed + same logits = same tokens
 };
 
 /// Next-token selection with HF generate() semantics on the f32 logits of one sequence.
@@ -77,7 +79,7 @@ struct sampling_config {
 /// hardware). Elsewhere the masks are HF's exactly (goldens: identical in every case but the two
 /// whose top-p cut splits a group of equal scores among more than 16 tokens; those agree per group).
 ///
-/// Draw: u = one pack::rng::uniform() in [0, 1) per call; weights w_t = exp(s_t - max s) (f32, 0
+/// Draw: u = one rng::uniform() in [0, 1) per call; weights w_t = exp(s_t - max s) (f32, 0
 /// for removed tokens) summed in double per 64-token block (detail::sum_f64's fixed order), the
 /// blocks' sums added in id order; the token is the first, in id order, whose running sum exceeds
 /// u * total. The same arithmetic whichever processors ran, so the token is a function of the
@@ -100,22 +102,22 @@ class sampler {
   /// [1, 2^31 - 1].
   sampler(sampling_config const& cfg, std::int64_t vocab_size) : cfg_(cfg), n_(vocab_size), rng_(cfg.seed) {
     TESSERA_CHECK(vocab_size >= 1 && vocab_size <= std::numeric_limits<token_id>::max(),
-                  "text::sampler: vocab_size must be in [1, 2^31 - 1], got ", vocab_size);
-    TESSERA_CHECK(!std::isnan(cfg.temperature), "text::sampler: temperature is NaN");
-    TESSERA_CHECK(!std::isnan(cfg.top_p), "text::sampler: top_p is NaN");
-    TESSERA_CHECK(!std::isnan(cfg.min_p), "text::sampler: min_p is NaN");
+                  "lm::sampler: vocab_size must be in [1, 2^31 - 1], got ", vocab_size);
+    TESSERA_CHECK(!std::isnan(cfg.temperature), "lm::sampler: temperature is NaN");
+    TESSERA_CHECK(!std::isnan(cfg.top_p), "lm::sampler: top_p is NaN");
+    TESSERA_CHECK(!std::isnan(cfg.min_p), "lm::sampler: min_p is NaN");
     TESSERA_CHECK(cfg.repetition_penalty > 0.0f && std::isfinite(cfg.repetition_penalty),
-                  "text::sampler: repetition_penalty must be > 0 and finite (1 = off), got ",
+                  "lm::sampler: repetition_penalty must be > 0 and finite (1 = off), got ",
                   cfg.repetition_penalty);
     if (cfg.do_sample) {
       TESSERA_CHECK(cfg.temperature > 0.0f && std::isfinite(cfg.temperature),
-                    "text::sampler: temperature must be > 0 and finite with do_sample (1 = off; for greedy "
+                    "lm::sampler: temperature must be > 0 and finite with do_sample (1 = off; for greedy "
                     "decoding set do_sample = false), got ",
                     cfg.temperature);
-      TESSERA_CHECK(cfg.top_k >= 0, "text::sampler: top_k must be >= 0 (0 = off), got ", cfg.top_k);
-      TESSERA_CHECK(cfg.top_p > 0.0f && cfg.top_p <= 1.0f, "text::sampler: top_p must be in (0, 1] (1 = off), got ",
+      TESSERA_CHECK(cfg.top_k >= 0, "lm::sampler: top_k must be >= 0 (0 = off), got ", cfg.top_k);
+      TESSERA_CHECK(cfg.top_p > 0.0f && cfg.top_p <= 1.0f, "lm::sampler: top_p must be in (0, 1] (1 = off), got ",
                     cfg.top_p);
-      TESSERA_CHECK(cfg.min_p >= 0.0f && cfg.min_p <= 1.0f, "text::sampler: min_p must be in [0, 1] (0 = off), got ",
+      TESSERA_CHECK(cfg.min_p >= 0.0f && cfg.min_p <= 1.0f, "lm::sampler: min_p must be in [0, 1] (0 = off), got ",
                     cfg.min_p);
     }
     auto const n = static_cast<std::size_t>(n_);
@@ -166,7 +168,7 @@ class sampler {
   /// Restarts the RNG as if the sampler had been built with `seed` (config().seed becomes it).
   void reseed(std::uint64_t seed) {
     cfg_.seed = seed;
-    rng_ = pack::rng(seed);
+    rng_ = rng(seed);
   }
 
  private:
@@ -184,13 +186,13 @@ class sampler {
   [[nodiscard]] token_id& cand(index_t c) noexcept { return cand_[static_cast<std::size_t>(c)]; }
 
   void check_inputs(std::span<float const> logits, std::span<token_id const> history) const {
-    TESSERA_CHECK(static_cast<std::int64_t>(logits.size()) == n_, "text::sampler: logits has ", logits.size(),
+    TESSERA_CHECK(static_cast<std::int64_t>(logits.size()) == n_, "lm::sampler: logits has ", logits.size(),
                   " entries, the sampler was built for vocab_size ", n_);
     for (std::size_t i = 0; i < history.size(); ++i)
-      TESSERA_CHECK(history[i] >= 0 && history[i] < n_, "text::sampler: history[", i, "] = ", history[i],
+      TESSERA_CHECK(history[i] >= 0 && history[i] < n_, "lm::sampler: history[", i, "] = ", history[i],
                     " is outside [0, vocab_size = ", n_, ")");
     index_t const bad = detail::find_nan_or_pos_inf(logits.data(), n_);
-    TESSERA_CHECK(bad < 0, "text::sampler: logits[", bad, "] is ", logits[static_cast<std::size_t>(bad < 0 ? 0 : bad)],
+    TESSERA_CHECK(bad < 0, "lm::sampler: logits[", bad, "] is ", logits[static_cast<std::size_t>(bad < 0 ? 0 : bad)],
                   " (NaN and +inf are refused; -inf marks a token that is ruled out)");
   }
 
@@ -261,7 +263,7 @@ class sampler {
     else
       for (index_t c = 0; c < n_cand_; ++c) m = std::max(m, x[cand_[static_cast<std::size_t>(c)]]);
     TESSERA_CHECK(!(m > std::numeric_limits<float>::max()),
-                  "text::sampler: a processed logit overflowed to +inf (temperature or repetition penalty too "
+                  "lm::sampler: a processed logit overflowed to +inf (temperature or repetition penalty too "
                   "small for these logits)");
     return m;
   }
@@ -322,7 +324,7 @@ class sampler {
       double kept = 0.0;
       for (index_t c = 0; c < n_cand_; ++c) kept += static_cast<double>(work(cand(c)));
       below = total - kept;
-      TESSERA_DEBUG_ASSERT(static_cast<float>(below) <= thr, "text::sampler: top-p candidate cut");
+      TESSERA_DEBUG_ASSERT(static_cast<float>(below) <= thr, "lm::sampler: top-p candidate cut");
     } else {
       for (index_t c = 0; c < n_cand_; ++c) work(cand(c)) = work(cand(c)) / denom;
     }
@@ -372,7 +374,7 @@ class sampler {
   /// sum, the last token with a positive weight is taken.
   token_id draw(float const* x) {
     float const m = current_max(x);
-    TESSERA_CHECK(m != neg_inf, "text::sampler: every logit is -inf after processing; there is nothing to sample "
+    TESSERA_CHECK(m != neg_inf, "lm::sampler: every logit is -inf after processing; there is nothing to sample "
                                 "(HF's softmax gives NaN and torch.multinomial raises)");
     double const u = rng_.uniform();
     index_t n_blocks = 0;  // entries of block_ids_: the blocks the walk visits, in id order
@@ -415,7 +417,7 @@ class sampler {
       if (run + s > target) break;
       run += s;
     }
-    TESSERA_DEBUG_ASSERT(chosen >= 0, "text::sampler: some weight is positive");
+    TESSERA_DEBUG_ASSERT(chosen >= 0, "lm::sampler: some weight is positive");
     index_t last = -1;
     auto const step = [&](index_t t) {  // true when t is the drawn token
       float const w = work(t);
@@ -438,7 +440,7 @@ class sampler {
 
   sampling_config cfg_;
   std::int64_t n_;
-  pack::rng rng_;
+  rng rng_;
   float top_p_threshold_ = 0.0f;       // float32(1 - top_p), 1 - top_p in double (see the class comment)
   std::vector<std::uint32_t> seen_;    // [vocab] repetition penalty: epoch stamps
   std::uint32_t epoch_ = 0;
@@ -454,4 +456,4 @@ class sampler {
   bool cand_by_id_ = true;  // cand_ is in increasing id order (false after top-p's sort)
 };
 
-}  // namespace tessera::text
+}  // namespace tessera::lm

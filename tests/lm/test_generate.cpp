@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// text::generate, text::chat_template and text::generation_defaults: batched generation equals
+// lm::generate, text::chat_template and model::generation_defaults: batched generation equals
 // each sequence alone, chunked prefill equals one pass, stop tokens / stop strings / length /
 // full cache / callback stops, streaming pieces add up to the text and never show a stop string,
 // bad options are refused; ChatML rendering; generation_config.json parsing. The model is a small
@@ -8,8 +8,9 @@
 #include "text/tokenizer_test_support.hpp"
 
 #include <tessera/text/chat_template.hpp>
-#include <tessera/text/generate.hpp>
-#include <tessera/text/generation_config.hpp>
+#include <tessera/lm/generate.hpp>
+#include <tessera/text/tokenizer.hpp>
+#include <tessera/model/generation_config.hpp>
 
 #include <catch2/catch_test_macros.hpp>
 
@@ -24,21 +25,21 @@ struct fixture {
   text::tokenizer tok = text::tokenizer::from_tokenizer_json(test::tiny_tokenizer_path());
   test::random_decoder<float> rd = test::make_random_decoder<float>(
       test::qwen2_config_of(static_cast<index_t>(tok.vocab_size()) + 7, 64, 2, 2, 1, 96, false), 5, 0.3f);
-  text::qwen2_decoder<backend::cpu, float> dec{rd.config, rd.hf};
+  lm::qwen2_decoder<backend::cpu, float> dec{rd.config, rd.hf};
   exec_ctx<backend::cpu> ctx;
 
   std::vector<text::token_id> prompt(std::string const& s) const { return tok.encode(s); }
 
-  std::vector<text::generation_result> run(std::vector<std::vector<text::token_id>> const& prompts,
-                                           text::generation_options const& opt, index_t max_context = 96,
-                                           text::text_callback const& cb = {}, text::generation_stats* st = nullptr) {
-    text::kv_cache<float> cache(dec.cache_shape(static_cast<index_t>(prompts.size()), max_context));
-    return text::generate(dec, tok, std::span<std::vector<text::token_id> const>(prompts), opt, cache, ctx, cb, st);
+  std::vector<lm::generation_result> run(std::vector<std::vector<text::token_id>> const& prompts,
+                                           lm::generation_options const& opt, index_t max_context = 96,
+                                           lm::text_callback const& cb = {}, lm::generation_stats* st = nullptr) {
+    lm::kv_cache<float> cache(dec.cache_shape(static_cast<index_t>(prompts.size()), max_context));
+    return lm::generate(dec, tok, std::span<std::vector<text::token_id> const>(prompts), opt, cache, ctx, cb, st);
   }
 };
 
-text::generation_options sampling(index_t n, std::uint64_t seed) {
-  text::generation_options o;
+lm::generation_options sampling(index_t n, std::uint64_t seed) {
+  lm::generation_options o;
   o.max_new_tokens = n;
   o.sampling.do_sample = true;
   o.sampling.temperature = 0.9f;
@@ -57,20 +58,20 @@ TEST_CASE("generate: a batch of prompts gives each sequence what it gets alone",
                                                          f.prompt("the quick brown fox jumps")};
   for (bool sample : {false, true}) {
     INFO((sample ? "sampling" : "greedy"));
-    text::generation_options opt = sample ? sampling(24, 77) : text::generation_options{};
+    lm::generation_options opt = sample ? sampling(24, 77) : lm::generation_options{};
     opt.max_new_tokens = 24;
-    text::generation_stats st;
+    lm::generation_stats st;
     auto const batch = f.run(prompts, opt, 96, {}, &st);
     REQUIRE(batch.size() == 3);
     for (std::size_t i = 0; i < prompts.size(); ++i) {
-      text::generation_options alone = opt;
+      lm::generation_options alone = opt;
       alone.sampling.seed = opt.sampling.seed + i;  // sequence i of a batch samples with seed + i
       auto const one = f.run({prompts[i]}, alone);
       INFO("sequence " << i);
       REQUIRE(one[0].tokens == batch[i].tokens);
       REQUIRE(one[0].text == batch[i].text);
       REQUIRE(batch[i].tokens.size() == 24);
-      REQUIRE(batch[i].reason == text::finish_reason::length);
+      REQUIRE(batch[i].reason == lm::finish_reason::length);
     }
     REQUIRE(st.generated_tokens == 72);
     REQUIRE(st.decode_tokens == 69);
@@ -83,7 +84,7 @@ TEST_CASE("generate: prefill in chunks gives the same tokens as one pass", "[tex
   fixture f;
   std::vector<std::vector<text::token_id>> const prompts{f.prompt("hello world hello world hello world"),
                                                          f.prompt("the quick brown fox")};
-  text::generation_options opt;
+  lm::generation_options opt;
   opt.max_new_tokens = 12;
   auto const whole = f.run(prompts, opt);
   for (index_t chunk : {1, 3, 7}) {
@@ -106,7 +107,7 @@ TEST_CASE("generate: stop tokens, stop strings, length, a full cache and the cal
           "[text][generate][unit]") {
   fixture f;
   auto const p = f.prompt("hello world");
-  text::generation_options opt;
+  lm::generation_options opt;
   opt.max_new_tokens = 40;
   auto const free_run = f.run({p}, opt)[0];
   REQUIRE(free_run.tokens.size() == 40);
@@ -115,7 +116,7 @@ TEST_CASE("generate: stop tokens, stop strings, length, a full cache and the cal
     text::token_id const stop = free_run.tokens[10];
     opt.stop_token_ids = {stop};
     auto const r = f.run({p}, opt)[0];
-    REQUIRE(r.reason == text::finish_reason::stop_token);
+    REQUIRE(r.reason == lm::finish_reason::stop_token);
     auto const first = std::find(free_run.tokens.begin(), free_run.tokens.end(), stop);
     REQUIRE(r.tokens == std::vector<text::token_id>(free_run.tokens.begin(), first + 1));
     REQUIRE(free_run.text.starts_with(r.text));
@@ -130,7 +131,7 @@ TEST_CASE("generate: stop tokens, stop strings, length, a full cache and the cal
       streamed += piece;
       return true;
     })[0];
-    REQUIRE(r.reason == text::finish_reason::stop_string);
+    REQUIRE(r.reason == lm::finish_reason::stop_string);
     REQUIRE(r.text == free_run.text.substr(0, free_run.text.find(stop)));
     REQUIRE(streamed == r.text);
     REQUIRE(r.tokens.size() < free_run.tokens.size());
@@ -142,7 +143,7 @@ TEST_CASE("generate: stop tokens, stop strings, length, a full cache and the cal
       streamed += piece;
       return true;
     })[0];
-    REQUIRE(r.reason == text::finish_reason::length);
+    REQUIRE(r.reason == lm::finish_reason::length);
     REQUIRE(streamed == r.text);
     REQUIRE(r.text == free_run.text);
     REQUIRE(r.text == f.tok.decode(r.tokens, /*skip_special=*/true));
@@ -150,14 +151,14 @@ TEST_CASE("generate: stop tokens, stop strings, length, a full cache and the cal
   SECTION("a full cache slot: prompt + generated tokens fill max_context, one more is chosen") {
     auto const max_context = static_cast<index_t>(p.size()) + 5;
     auto const r = f.run({p}, opt, max_context)[0];
-    REQUIRE(r.reason == text::finish_reason::context_full);
+    REQUIRE(r.reason == lm::finish_reason::context_full);
     REQUIRE(r.tokens.size() == 6);
     REQUIRE(std::equal(r.tokens.begin(), r.tokens.end(), free_run.tokens.begin()));
   }
   SECTION("the callback stops a sequence") {
     int calls = 0;
     auto const r = f.run({p}, opt, 96, [&](index_t, std::string_view) { return ++calls < 2; })[0];
-    REQUIRE(r.reason == text::finish_reason::stopped_by_callback);
+    REQUIRE(r.reason == lm::finish_reason::stopped_by_callback);
     REQUIRE(calls == 2);
     REQUIRE(r.tokens.size() < free_run.tokens.size());
   }
@@ -165,23 +166,23 @@ TEST_CASE("generate: stop tokens, stop strings, length, a full cache and the cal
     opt.max_new_tokens = 0;
     auto const r = f.run({p}, opt)[0];
     REQUIRE(r.tokens.empty());
-    REQUIRE(r.reason == text::finish_reason::length);
+    REQUIRE(r.reason == lm::finish_reason::length);
   }
 }
 
 TEST_CASE("generate: bad prompts and options are refused before any work", "[text][generate][unit]") {
   fixture f;
-  text::generation_options opt;
+  lm::generation_options opt;
   auto const p = f.prompt("hello");
   REQUIRE_THROWS_AS(f.run({std::vector<text::token_id>{}}, opt), tessera::error);
   REQUIRE_THROWS_AS(f.run({std::vector<text::token_id>{1, static_cast<text::token_id>(f.dec.vocab_size())}}, opt),
                     tessera::error);
   REQUIRE_THROWS_AS(f.run({p}, opt, static_cast<index_t>(p.size())), tessera::error);  // no room to generate
-  text::kv_cache<float> one_slot(f.dec.cache_shape(1, 32));
+  lm::kv_cache<float> one_slot(f.dec.cache_shape(1, 32));
   std::vector<std::vector<text::token_id>> const two{p, p};
-  REQUIRE_THROWS_AS(text::generate(f.dec, f.tok, std::span<std::vector<text::token_id> const>(two), opt, one_slot, f.ctx),
+  REQUIRE_THROWS_AS(lm::generate(f.dec, f.tok, std::span<std::vector<text::token_id> const>(two), opt, one_slot, f.ctx),
                     tessera::error);
-  text::generation_options bad = opt;
+  lm::generation_options bad = opt;
   bad.stop_strings = {""};
   REQUIRE_THROWS_AS(f.run({p}, bad), tessera::error);
   bad = opt;
@@ -213,7 +214,7 @@ TEST_CASE("chat_template renders ChatML as Qwen2.5, Qwen2 and POINTS1.5 do", "[t
 
 TEST_CASE("generation_config.json: the decoding fields, as transformers writes them", "[text][generate][unit]") {
   // Qwen2.5-0.5B-Instruct's file.
-  auto const g = text::parse_generation_config(R"({
+  auto const g = model::parse_generation_config(R"({
     "bos_token_id": 151643, "pad_token_id": 151643, "do_sample": true, "eos_token_id": [151645, 151643],
     "repetition_penalty": 1.1, "temperature": 0.7, "top_p": 0.8, "top_k": 20, "transformers_version": "4.37.0"})",
                                                "generation_config.json");
@@ -224,15 +225,15 @@ TEST_CASE("generation_config.json: the decoding fields, as transformers writes t
   REQUIRE(g.repetition_penalty == 1.1f);
   REQUIRE_FALSE(g.min_p.has_value());
   REQUIRE(g.eos_token_ids == std::vector<text::token_id>{151645, 151643});
-  text::sampling_config const s = g.sampling(7);
+  lm::sampling_config const s = g.sampling(7);
   REQUIRE(s.do_sample);
   REQUIRE(s.top_k == 20);
   REQUIRE(s.min_p == 0.0f);
   REQUIRE(s.seed == 7);
-  auto const empty = text::parse_generation_config(R"({"_from_model_config": true, "eos_token_id": 2})", "g");
+  auto const empty = model::parse_generation_config(R"({"_from_model_config": true, "eos_token_id": 2})", "g");
   REQUIRE_FALSE(empty.do_sample.has_value());
   REQUIRE(empty.eos_token_ids == std::vector<text::token_id>{2});
-  text::sampling_config const hf = empty.sampling();  // transformers' GenerationConfig defaults
+  lm::sampling_config const hf = empty.sampling();  // transformers' GenerationConfig defaults
   REQUIRE_FALSE(hf.do_sample);
   REQUIRE(hf.top_k == 50);
   REQUIRE(hf.temperature == 1.0f);
@@ -240,8 +241,8 @@ TEST_CASE("generation_config.json: the decoding fields, as transformers writes t
   REQUIRE(hf.repetition_penalty == 1.0f);
   for (char const* bad : {R"({"temperature": "0.7"})", R"({"top_p": 1.5})", R"({"top_k": -1})", R"({"do_sample": 1})",
                           R"({"eos_token_id": [1, "2"]})", R"({"repetition_penalty": 0})", R"([1, 2])", "{"})
-    REQUIRE_THROWS_AS(text::parse_generation_config(bad, "bad.json"), tessera::error);
+    REQUIRE_THROWS_AS(model::parse_generation_config(bad, "bad.json"), tessera::error);
   test::temp_dir dir;
-  REQUIRE_FALSE(text::read_generation_config(dir.path()).do_sample.has_value());  // no file: no defaults
-  REQUIRE_THROWS_AS(text::read_generation_config(dir.path() / "missing.json"), tessera::error);
+  REQUIRE_FALSE(model::read_generation_config(dir.path()).do_sample.has_value());  // no file: no defaults
+  REQUIRE_THROWS_AS(model::read_generation_config(dir.path() / "missing.json"), tessera::error);
 }

@@ -18,7 +18,7 @@
 #include <limits>
 #include <system_error>
 
-namespace tessera::text::detail {
+namespace tessera::lm::detail {
 
 /// Width of the blocks the scans test at once. 16 would be fully unrolled by GCC and then not
 /// vectorized; 64 keeps a loop the vectorizer takes (checked with -fopt-info-vec, g++ 12 -O3).
@@ -229,4 +229,4 @@ inline constexpr index_t sum_lanes = 16;
   return d;
 }
 
-}  // namespace tessera::text::detail
+}  // namespace tessera::lm::detail

@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
-// Typed, range-checked access to the fields of a config.json object (Hugging Face
+// io::config_object -- typed, range-checked access to the fields of a config.json object (Hugging Face
 // PretrainedConfig dumps). Every failure is a tessera::error naming the file, the dotted field
 // path ("llm_config.num_kv_heads") and what was wrong; absent fields take the caller's default,
 // as a transformers config class would.
 #pragma once
 
 #include <tessera/core/config.hpp>
+#include <tessera/core/dtype.hpp>
 #include <tessera/core/error.hpp>
 #include <tessera/io/detail/strict_json.hpp>
 
@@ -24,7 +25,8 @@
 #include <utility>
 #include <vector>
 
-namespace tessera::io::detail {
+namespace tessera::io {
+
 
 /// Largest config.json accepted, in bytes. Real configs are a few kB; the cap keeps a wrong path
 /// (a checkpoint shard passed as the config) from being read into memory whole.
@@ -34,8 +36,8 @@ inline constexpr std::size_t max_config_bytes = std::size_t{16} << 20;
 /// paths the file name matters more than the directories).
 [[nodiscard]] inline std::string quote_tail(std::string_view s) {
   constexpr std::size_t max_shown = 96;
-  if (s.size() <= max_shown) return quote_name(s);
-  return "'..." + quote_name(s.substr(s.size() - max_shown)).substr(1);
+  if (s.size() <= max_shown) return detail::quote_name(s);
+  return "'..." + detail::quote_name(s.substr(s.size() - max_shown)).substr(1);
 }
 
 /// One JSON object of a config file, with the file's name and the object's path inside it.
@@ -52,7 +54,7 @@ class config_object {
 
   /// "config 'file': field 'llm_config.key'" — the start of every message about `key`.
   [[nodiscard]] std::string where(std::string_view key) const {
-    return "config " + quote_tail(source_) + ": field " + quote_name(path_ + std::string(key));
+    return "config " + quote_tail(source_) + ": field " + detail::quote_name(path_ + std::string(key));
   }
 
   /// Throws tessera::error: "<where(key)>: <parts...>".
@@ -81,7 +83,7 @@ class config_object {
   }
   /// The checks of integer() on a value already found (e.g. an element of a list).
   [[nodiscard]] index_t integer_value(std::string_view key, nlohmann::json const& v, index_t lo, index_t hi) const {
-    if (!v.is_number_integer()) fail(key, "must be an integer, got ", describe(v));
+    if (!v.is_number_integer()) fail(key, "must be an integer, got ", detail::describe(v));
     if (v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(hi))
       fail(key, "is ", v.dump(), ", outside the supported range [", lo, ", ", hi, "]");
     auto const i = v.get<std::int64_t>();
@@ -93,7 +95,7 @@ class config_object {
   [[nodiscard]] double number(std::string_view key, double fallback, double lo, double hi, bool lo_open) const {
     nlohmann::json const* v = find(key);
     if (v == nullptr) return fallback;
-    if (!v->is_number()) fail(key, "must be a number, got ", describe(*v));
+    if (!v->is_number()) fail(key, "must be a number, got ", detail::describe(*v));
     double const x = v->get<double>();
     bool const above = lo_open ? x > lo : x >= lo;
     if (!std::isfinite(x) || !above || x > hi)
@@ -105,7 +107,7 @@ class config_object {
   [[nodiscard]] bool boolean(std::string_view key, bool fallback) const {
     nlohmann::json const* v = find(key);
     if (v == nullptr) return fallback;
-    if (!v->is_boolean()) fail(key, "must be true or false, got ", describe(*v));
+    if (!v->is_boolean()) fail(key, "must be true or false, got ", detail::describe(*v));
     return v->get<bool>();
   }
 
@@ -113,7 +115,7 @@ class config_object {
   [[nodiscard]] std::string string(std::string_view key, std::string fallback) const {
     nlohmann::json const* v = find(key);
     if (v == nullptr) return fallback;
-    if (!v->is_string()) fail(key, "must be a string, got ", describe(*v));
+    if (!v->is_string()) fail(key, "must be a string, got ", detail::describe(*v));
     return v->get<std::string>();
   }
 
@@ -121,7 +123,7 @@ class config_object {
   [[nodiscard]] config_object object(std::string_view key) const {
     nlohmann::json const* v = find(key);
     if (v == nullptr) fail(key, "is missing; it must be a JSON object");
-    if (!v->is_object()) fail(key, "must be a JSON object, got ", describe(*v));
+    if (!v->is_object()) fail(key, "must be a JSON object, got ", detail::describe(*v));
     return config_object(*v, source_, path_ + std::string(key) + ".");
   }
 
@@ -154,9 +156,9 @@ class config_object {
     std::vector<std::string> out;
     nlohmann::json const* v = find_non_null(key);
     if (v == nullptr) return out;
-    if (!v->is_array()) fail(key, "must be a list of strings, got ", describe(*v));
+    if (!v->is_array()) fail(key, "must be a list of strings, got ", detail::describe(*v));
     for (nlohmann::json const& e : *v) {
-      if (!e.is_string()) fail(key, "must be a list of strings; it holds ", describe(e));
+      if (!e.is_string()) fail(key, "must be a list of strings; it holds ", detail::describe(e));
       out.push_back(e.get<std::string>());
     }
     return out;
@@ -174,7 +176,7 @@ class config_object {
 /// "['a', 'b']" for a message.
 [[nodiscard]] inline std::string list_text(std::vector<std::string> const& names) {
   std::string s = "[";
-  for (std::size_t i = 0; i < names.size(); ++i) s += (i ? ", " : "") + quote_name(names[i]);
+  for (std::size_t i = 0; i < names.size(); ++i) s += (i ? ", " : "") + detail::quote_name(names[i]);
   return s + "]";
 }
 
@@ -184,8 +186,8 @@ class config_object {
   std::string const label = "config " + quote_tail(source);
   TESSERA_CHECK(text.size() <= max_config_bytes, label, ": ", text.size(), " bytes is more than the ",
                 max_config_bytes, "-byte limit for a config file");
-  nlohmann::json root = parse_json_strict(text, label);
-  TESSERA_CHECK(root.is_object(), label, ": must be a JSON object, got ", describe(root));
+  nlohmann::json root = detail::parse_json_strict(text, label);
+  TESSERA_CHECK(root.is_object(), label, ": must be a JSON object, got ", detail::describe(root));
   return root;
 }
 
@@ -208,4 +210,57 @@ class config_object {
   return {std::move(text), name};
 }
 
-}  // namespace tessera::io::detail
+// ---- helpers shared by the model families' config readers (model/<family>/config.hpp) ----
+
+/// Sanity bounds on config sizes. They are far above every released model (Qwen2.5-72B:
+/// d_model 8192, d_ff 29568, 80 layers, vocab 152064) and keep derived products far from
+/// overflow; a value outside them is refused as corrupt rather than allocated.
+struct config_limits {
+  static constexpr index_t max_d_model = index_t{1} << 17;
+  static constexpr index_t max_d_ff = index_t{1} << 20;
+  static constexpr index_t max_layers = 1024;
+  static constexpr index_t max_heads = 1024;
+  static constexpr index_t max_vocab = index_t{1} << 24;
+  static constexpr index_t max_positions = index_t{1} << 26;
+  static constexpr index_t max_patch = 1024;         ///< patch_size
+  static constexpr index_t max_small_factor = 64;    ///< in_channels, temporal_patch_size, spatial_merge_size
+  static constexpr double max_rope_theta = 1e15;
+};
+
+
+/// The checkpoint dtype a torch_dtype string names ("float32", "float16", "bfloat16").
+[[nodiscard]] inline std::optional<dtype> torch_dtype_field(config_object const& c) {
+  nlohmann::json const* v = c.find_non_null("torch_dtype");
+  if (v == nullptr) return std::nullopt;
+  if (!v->is_string()) c.fail("torch_dtype", "must be a string such as \"bfloat16\", got ", detail::describe(*v));
+  std::string const& s = v->get_ref<std::string const&>();
+  if (s == "float32") return dtype::f32;
+  if (s == "float16") return dtype::f16;
+  if (s == "bfloat16") return dtype::bf16;
+  c.fail("torch_dtype", detail::describe(*v), " is not a dtype tessera loads (float32, float16, bfloat16)");
+}
+
+/// Refuses a model_type other than `want` (absent is accepted).
+inline void check_model_type(config_object const& c, std::string_view want, std::string_view what) {
+  nlohmann::json const* v = c.find("model_type");
+  if (v == nullptr) return;
+  if (!v->is_string()) c.fail("model_type", "must be a string, got ", detail::describe(*v));
+  if (v->get_ref<std::string const&>() != want)
+    c.fail("model_type", detail::describe(*v), " is not supported here; ", what, " needs model_type '", want, "'");
+}
+
+/// Refuses an architectures list that does not name `want` (absent, null or empty is accepted).
+inline void check_architectures(config_object const& c, std::string_view want) {
+  std::vector<std::string> const archs = c.string_list("architectures");
+  if (archs.empty() || c.list_contains("architectures", want)) return;
+  c.fail("architectures", list_text(archs), " is not supported here; expected '", want, "'");
+}
+
+/// A divisibility requirement between two already-read fields.
+inline void check_divides(config_object const& c, std::string_view key, index_t divisor, std::string_view of_key,
+                          index_t of, std::string_view why) {
+  if (of % divisor != 0) c.fail(key, divisor, " does not divide ", of_key, " ", of, " (", why, ")");
+}
+
+
+}  // namespace tessera::io

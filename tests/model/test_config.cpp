@@ -5,7 +5,7 @@
 // The defaults themselves are checked against Python's resolution in tests/golden/test_golden_config.cpp.
 #include "common/temp_dir.hpp"
 
-#include <tessera/io/config.hpp>
+#include <tessera/model/points15/config.hpp>
 
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
@@ -25,6 +25,9 @@
 
 namespace fs = std::filesystem;
 namespace io = tessera::io;
+namespace model = tessera::model;
+namespace lm = tessera::lm;
+namespace nn = tessera::nn;
 using Catch::Matchers::ContainsSubstring;
 using nlohmann::json;
 using tessera::index_t;
@@ -79,18 +82,18 @@ std::string edited(json base, std::function<void(json&)> const& edit) {
   return base.dump();
 }
 
-io::qwen2_config qwen2_with(std::function<void(json&)> const& edit) {
-  return io::parse_qwen2_config(edited(qwen25_05b(), edit), "qwen.json");
+model::qwen2_config qwen2_with(std::function<void(json&)> const& edit) {
+  return model::parse_qwen2_config(edited(qwen25_05b(), edit), "qwen.json");
 }
-io::custom_llama_config llama_with(std::function<void(json&)> const& edit) {
-  return io::parse_custom_llama_config(edited(custom_llama_7b(), edit), "llm.json");
+model::custom_llama_config llama_with(std::function<void(json&)> const& edit) {
+  return model::parse_custom_llama_config(edited(custom_llama_7b(), edit), "llm.json");
 }
-io::qwen2_vl_vision_config vision_with(std::function<void(json&)> const& edit) {
-  return io::parse_qwen2_vl_vision_config(edited(vision_7b(), edit), "vision.json");
+model::qwen2_vl_vision_config vision_with(std::function<void(json&)> const& edit) {
+  return model::parse_qwen2_vl_vision_config(edited(vision_7b(), edit), "vision.json");
 }
-io::points15_config points_with(std::function<void(json&)> const& edit,
-                                io::points_llm_flavour f = io::points_llm_flavour::auto_detect) {
-  return io::parse_points15_config(edited(points15_7b(), edit), "points.json", f);
+model::points15_config points_with(std::function<void(json&)> const& edit,
+                                model::points_llm_flavour f = model::points_llm_flavour::auto_detect) {
+  return model::parse_points15_config(edited(points15_7b(), edit), "points.json", f);
 }
 
 void write_text(fs::path const& p, std::string const& text) {
@@ -105,7 +108,7 @@ void write_text(fs::path const& p, std::string const& text) {
 // ------------------------------------------------------------------------------------------------
 
 TEST_CASE("qwen2 config: Qwen2.5-0.5B fields and derived decoder", "[io][config][unit]") {
-  io::qwen2_config const q = io::parse_qwen2_config(qwen25_05b().dump(), "qwen.json");
+  model::qwen2_config const q = model::parse_qwen2_config(qwen25_05b().dump(), "qwen.json");
   CHECK(q.source == "qwen.json");
   CHECK(q.vocab_size == 151936);
   CHECK(q.hidden_size == 896);
@@ -120,8 +123,8 @@ TEST_CASE("qwen2 config: Qwen2.5-0.5B fields and derived decoder", "[io][config]
   CHECK(q.eos_token_ids == std::vector<std::int64_t>{151643});
   CHECK(q.torch_dtype == tessera::dtype::bf16);
 
-  io::decoder_config const& d = q.decoder;
-  CHECK(d.flavour == io::decoder_flavour::qwen2);
+  lm::decoder_config const& d = q.decoder;
+  CHECK(d.flavour == lm::decoder_flavour::qwen2);
   CHECK(d.d_model == 896);
   CHECK(d.n_layers == 24);
   CHECK(d.n_heads == 14);
@@ -136,9 +139,9 @@ TEST_CASE("qwen2 config: Qwen2.5-0.5B fields and derived decoder", "[io][config]
   CHECK(d.max_positions == 32768);
   CHECK(d.rope_theta == 1e6);
   CHECK(d.rope_position_scale == 1.0);
-  CHECK(d.norm == io::norm_kind::rms_norm);
+  CHECK(d.norm == nn::norm_kind::rms_norm);
   CHECK(d.norm_eps == 1e-6);
-  CHECK(d.activation == io::activation_kind::silu);
+  CHECK(d.activation == nn::activation_kind::silu);
   CHECK(d.qkv_bias);
   CHECK_FALSE(d.o_bias);
   CHECK_FALSE(d.gate_up_bias);
@@ -147,7 +150,7 @@ TEST_CASE("qwen2 config: Qwen2.5-0.5B fields and derived decoder", "[io][config]
 }
 
 TEST_CASE("qwen2 config: absent fields take the Qwen2Config defaults", "[io][config][unit]") {
-  io::qwen2_config const q = io::parse_qwen2_config("{}", "empty.json");
+  model::qwen2_config const q = model::parse_qwen2_config("{}", "empty.json");
   CHECK(q.vocab_size == 151936);
   CHECK(q.hidden_size == 4096);
   CHECK(q.intermediate_size == 22016);
@@ -168,7 +171,7 @@ TEST_CASE("qwen2 config: num_key_value_heads absent is 32, null is num_attention
   // Absent: the keyword default 32, which 14 heads cannot be grouped into.
   REQUIRE_TESSERA_ERROR(qwen2_with([](json& j) { j.erase("num_key_value_heads"); }),
                        "field 'num_key_value_heads': 32 does not divide num_attention_heads 14");
-  io::qwen2_config const q = qwen2_with([](json& j) { j["num_key_value_heads"] = nullptr; });
+  model::qwen2_config const q = qwen2_with([](json& j) { j["num_key_value_heads"] = nullptr; });
   CHECK(q.num_key_value_heads == 14);
   CHECK(q.decoder.group_size() == 1);
 }
@@ -245,19 +248,19 @@ TEST_CASE("qwen2 config: accepted variants", "[io][config][unit]") {
 }
 
 TEST_CASE("config text: invalid JSON, duplicate keys, non-objects and huge texts are refused", "[io][config][unit]") {
-  REQUIRE_TESSERA_ERROR(io::parse_qwen2_config("{\"vocab_size\": ", "bad.json"), "config 'bad.json': invalid JSON");
-  REQUIRE_TESSERA_ERROR(io::parse_qwen2_config(R"({"hidden_size": 896, "hidden_size": 64})", "dup.json"),
+  REQUIRE_TESSERA_ERROR(model::parse_qwen2_config("{\"vocab_size\": ", "bad.json"), "config 'bad.json': invalid JSON");
+  REQUIRE_TESSERA_ERROR(model::parse_qwen2_config(R"({"hidden_size": 896, "hidden_size": 64})", "dup.json"),
                        "duplicate key 'hidden_size'");
-  REQUIRE_TESSERA_ERROR(io::parse_qwen2_config(std::string("{\"a\": 1}\0", 9), "nul.json"), "NUL byte");
-  REQUIRE_TESSERA_ERROR(io::parse_qwen2_config("[1, 2]", "arr.json"), "must be a JSON object, got a JSON array");
-  REQUIRE_TESSERA_ERROR(io::parse_qwen2_config("NaN", "nan.json"), "invalid JSON");
+  REQUIRE_TESSERA_ERROR(model::parse_qwen2_config(std::string("{\"a\": 1}\0", 9), "nul.json"), "NUL byte");
+  REQUIRE_TESSERA_ERROR(model::parse_qwen2_config("[1, 2]", "arr.json"), "must be a JSON object, got a JSON array");
+  REQUIRE_TESSERA_ERROR(model::parse_qwen2_config("NaN", "nan.json"), "invalid JSON");
   std::string deep(100, '[');
-  REQUIRE_TESSERA_ERROR(io::parse_qwen2_config("{\"a\": " + deep, "deep.json"), "nests deeper");
+  REQUIRE_TESSERA_ERROR(model::parse_qwen2_config("{\"a\": " + deep, "deep.json"), "nests deeper");
   std::string const huge = "{\"x\": \"" + std::string((16u << 20) + 1, 'a') + "\"}";
-  REQUIRE_TESSERA_ERROR(io::parse_qwen2_config(huge, "huge.json"), "limit for a config file");
+  REQUIRE_TESSERA_ERROR(model::parse_qwen2_config(huge, "huge.json"), "limit for a config file");
   // A long path keeps its end (the file name) in messages.
   std::string const long_name = std::string(200, 'd') + "/config.json";
-  REQUIRE_TESSERA_ERROR(io::parse_qwen2_config("{\"vocab_size\": 0}", long_name), "dddd/config.json'");
+  REQUIRE_TESSERA_ERROR(model::parse_qwen2_config("{\"vocab_size\": 0}", long_name), "dddd/config.json'");
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -265,15 +268,15 @@ TEST_CASE("config text: invalid JSON, duplicate keys, non-objects and huge texts
 // ------------------------------------------------------------------------------------------------
 
 TEST_CASE("custom_llama config: POINTS1.5-7B fields and derived decoder", "[io][config][unit]") {
-  io::custom_llama_config const l = io::parse_custom_llama_config(custom_llama_7b().dump(), "llm.json");
+  model::custom_llama_config const l = model::parse_custom_llama_config(custom_llama_7b().dump(), "llm.json");
   CHECK(l.num_layers == 28);
   CHECK(l.num_kv_heads == 4);
   CHECK(l.ffn_hidden_size == 18944);
   CHECK(l.rotary_emb_base == 1e6);
   CHECK(l.layernorm_epsilon == 1e-5);
   CHECK(l.norm_type == "rms_norm");
-  io::decoder_config const& d = l.decoder;
-  CHECK(d.flavour == io::decoder_flavour::custom_llama);
+  lm::decoder_config const& d = l.decoder;
+  CHECK(d.flavour == lm::decoder_flavour::custom_llama);
   CHECK(d.d_model == 3584);
   CHECK(d.n_heads == 28);
   CHECK(d.n_kv_heads == 4);
@@ -286,9 +289,9 @@ TEST_CASE("custom_llama config: POINTS1.5-7B fields and derived decoder", "[io][
   CHECK(d.max_positions == 16384);
   CHECK(d.rope_theta == 1e6);
   CHECK(d.rope_position_scale == 1.0);
-  CHECK(d.norm == io::norm_kind::rms_norm);
+  CHECK(d.norm == nn::norm_kind::rms_norm);
   CHECK(d.norm_eps == 1e-5);
-  CHECK(d.activation == io::activation_kind::silu);
+  CHECK(d.activation == nn::activation_kind::silu);
   CHECK(d.qkv_bias);
   CHECK_FALSE(d.o_bias);
   CHECK_FALSE(d.gate_up_bias);
@@ -300,7 +303,7 @@ TEST_CASE("custom_llama config: POINTS1.5-7B fields and derived decoder", "[io][
 
 TEST_CASE("custom_llama config: absent fields take CustomLlamaConfig's defaults", "[io][config][unit]") {
   // Sizes consistent with the defaults' head layout: 2560 / 20 heads = 128, 4 KV heads.
-  io::custom_llama_config const l = io::parse_custom_llama_config("{}", "llm.json");
+  model::custom_llama_config const l = model::parse_custom_llama_config("{}", "llm.json");
   CHECK(l.vocab_size == 102400);
   CHECK(l.hidden_size == 2560);
   CHECK(l.num_layers == 32);
@@ -312,8 +315,8 @@ TEST_CASE("custom_llama config: absent fields take CustomLlamaConfig's defaults"
   CHECK(l.layernorm_epsilon == 1e-5);
   CHECK(l.norm_type == "layer_norm");
   CHECK(l.tie_word_embeddings);  // PretrainedConfig's default
-  io::decoder_config const& d = l.decoder;
-  CHECK(d.norm == io::norm_kind::layer_norm);
+  lm::decoder_config const& d = l.decoder;
+  CHECK(d.norm == nn::norm_kind::layer_norm);
   CHECK(d.qkv_bias);
   CHECK(d.o_bias);
   CHECK(d.gate_up_bias);
@@ -325,12 +328,12 @@ TEST_CASE("custom_llama config: absent fields take CustomLlamaConfig's defaults"
 
 TEST_CASE("custom_llama config: rms_norm overrides norm_type; rotary_pct gives rotary_dim", "[io][config][unit]") {
   CHECK(llama_with([](json& j) { j["rms_norm"] = true; j["norm_type"] = "layer_norm"; }).decoder.norm ==
-        io::norm_kind::rms_norm);
+        nn::norm_kind::rms_norm);
   CHECK(llama_with([](json& j) { j["rms_norm"] = false; j["norm_type"] = "rms_norm"; }).decoder.norm ==
-        io::norm_kind::layer_norm);
+        nn::norm_kind::layer_norm);
   // With rms_norm set, norm_type is not read at all (as in CustomLlamaConfig).
   CHECK(llama_with([](json& j) { j["rms_norm"] = true; j["norm_type"] = "batch_norm"; }).norm_type == "rms_norm");
-  CHECK(llama_with([](json& j) { j["rms_norm"] = nullptr; }).decoder.norm == io::norm_kind::rms_norm);
+  CHECK(llama_with([](json& j) { j["rms_norm"] = nullptr; }).decoder.norm == nn::norm_kind::rms_norm);
   CHECK(llama_with([](json& j) { j["rotary_pct"] = 0.5; }).decoder.rotary_dim == 64);
   CHECK(llama_with([](json& j) { j["rotary_pct"] = 0.25; }).decoder.rotary_dim == 32);
   CHECK(llama_with([](json& j) { j["rotary_compress"] = 0.25; }).decoder.rope_position_scale == 0.25);
@@ -369,19 +372,19 @@ TEST_CASE("custom_llama config: refusals name the file and the field", "[io][con
 // ------------------------------------------------------------------------------------------------
 
 TEST_CASE("vision config: Qwen2-VL-7B tower, derived sizes", "[io][config][unit]") {
-  io::qwen2_vl_vision_config const v = io::parse_qwen2_vl_vision_config(vision_7b().dump(), "vision.json");
+  model::qwen2_vl_vision_config const v = model::parse_qwen2_vl_vision_config(vision_7b().dump(), "vision.json");
   CHECK(v.depth == 32);
   CHECK(v.embed_dim == 1280);
   CHECK(v.hidden_size == 3584);
   CHECK(v.num_heads == 16);
   CHECK(v.in_channels == 3);  // in_chans is not a Qwen2VLVisionConfig field
   CHECK(v.hidden_act == "quick_gelu");
-  CHECK(v.activation == io::activation_kind::quick_gelu);
+  CHECK(v.activation == nn::activation_kind::quick_gelu);
   CHECK(v.head_dim == 80);
   CHECK(v.mlp_dim == 5120);
   CHECK(v.patch_dim == 3 * 2 * 14 * 14);
   CHECK(v.merge_dim == 5120);
-  io::patch_merger_config const m = io::vision_merger_config(v);
+  model::patch_merger_config const m = model::vision_merger_config(v);
   CHECK(m.context_dim == 1280);
   CHECK(m.merge_size == 2);
   CHECK(m.hidden_dim == 5120);
@@ -389,31 +392,31 @@ TEST_CASE("vision config: Qwen2-VL-7B tower, derived sizes", "[io][config][unit]
 }
 
 TEST_CASE("vision config: defaults, activations, and a whole Qwen2-VL config.json", "[io][config][unit]") {
-  io::qwen2_vl_vision_config const d = io::parse_qwen2_vl_vision_config("{}", "v.json");
+  model::qwen2_vl_vision_config const d = model::parse_qwen2_vl_vision_config("{}", "v.json");
   CHECK(d.depth == 32);
   CHECK(d.embed_dim == 1280);
   CHECK(d.mlp_ratio == 4.0);
   CHECK(d.patch_size == 14);
   CHECK(d.temporal_patch_size == 2);
   CHECK(d.spatial_merge_size == 2);
-  CHECK(vision_with([](json& j) { j["hidden_act"] = "gelu"; }).activation == io::activation_kind::gelu_erf);
-  CHECK(vision_with([](json& j) { j["hidden_act"] = "gelu_pytorch_tanh"; }).activation == io::activation_kind::gelu_tanh);
-  CHECK(vision_with([](json& j) { j["hidden_act"] = "silu"; }).activation == io::activation_kind::silu);
+  CHECK(vision_with([](json& j) { j["hidden_act"] = "gelu"; }).activation == nn::activation_kind::gelu_erf);
+  CHECK(vision_with([](json& j) { j["hidden_act"] = "gelu_pytorch_tanh"; }).activation == nn::activation_kind::gelu_tanh);
+  CHECK(vision_with([](json& j) { j["hidden_act"] = "silu"; }).activation == nn::activation_kind::silu);
   CHECK(vision_with([](json& j) { j["mlp_ratio"] = 2.5; j["embed_dim"] = 16; j["num_heads"] = 2; }).mlp_dim == 40);
 
   json full = json::parse(R"({"model_type": "qwen2_vl", "architectures": ["Qwen2VLForConditionalGeneration"],
                               "hidden_size": 1536})");
   full["vision_config"] = vision_7b();
   full["vision_config"]["depth"] = 4;
-  CHECK(io::parse_qwen2_vl_vision_config(full.dump(), "full.json").depth == 4);
+  CHECK(model::parse_qwen2_vl_vision_config(full.dump(), "full.json").depth == 4);
   full["vision_config"] = 5;
-  REQUIRE_TESSERA_ERROR(io::parse_qwen2_vl_vision_config(full.dump(), "full.json"),
+  REQUIRE_TESSERA_ERROR(model::parse_qwen2_vl_vision_config(full.dump(), "full.json"),
                        "field 'vision_config': must be a JSON object");
   full["vision_config"] = vision_7b();
   full["vision_config"]["num_heads"] = 3;
-  REQUIRE_TESSERA_ERROR(io::parse_qwen2_vl_vision_config(full.dump(), "full.json"), "field 'vision_config.num_heads'");
+  REQUIRE_TESSERA_ERROR(model::parse_qwen2_vl_vision_config(full.dump(), "full.json"), "field 'vision_config.num_heads'");
   full["model_type"] = "qwen2_5_vl";
-  REQUIRE_TESSERA_ERROR(io::parse_qwen2_vl_vision_config(full.dump(), "full.json"), "'qwen2_5_vl' is not supported");
+  REQUIRE_TESSERA_ERROR(model::parse_qwen2_vl_vision_config(full.dump(), "full.json"), "'qwen2_5_vl' is not supported");
 }
 
 TEST_CASE("vision config: refusals name the file and the field", "[io][config][unit]") {
@@ -441,10 +444,10 @@ TEST_CASE("vision config: refusals name the file and the field", "[io][config][u
 // ------------------------------------------------------------------------------------------------
 
 TEST_CASE("points15 config: CustomLlama llm_config, vision_config and derived projector", "[io][config][unit]") {
-  io::points15_config const p = io::parse_points15_config(points15_7b().dump(), "points.json");
-  REQUIRE(std::holds_alternative<io::custom_llama_config>(p.llm));
-  CHECK(std::get<io::custom_llama_config>(p.llm).num_kv_heads == 4);
-  CHECK(p.decoder.flavour == io::decoder_flavour::custom_llama);
+  model::points15_config const p = model::parse_points15_config(points15_7b().dump(), "points.json");
+  REQUIRE(std::holds_alternative<model::custom_llama_config>(p.llm));
+  CHECK(std::get<model::custom_llama_config>(p.llm).num_kv_heads == 4);
+  CHECK(p.decoder.flavour == lm::decoder_flavour::custom_llama);
   CHECK(p.decoder.d_model == 3584);
   CHECK(p.decoder.norm_eps == 1e-5);
   CHECK(p.vision.embed_dim == 1280);
@@ -455,40 +458,40 @@ TEST_CASE("points15 config: CustomLlama llm_config, vision_config and derived pr
 }
 
 TEST_CASE("points15 config: the llm_config flavour is detected or chosen", "[io][config][unit]") {
-  auto flavour = [](io::points15_config const& p) { return p.decoder.flavour; };
+  auto flavour = [](model::points15_config const& p) { return p.decoder.flavour; };
   // model_type decides first.
   CHECK(flavour(points_with([](json& j) { j["llm_config"].erase("architectures"); })) ==
-        io::decoder_flavour::custom_llama);
+        lm::decoder_flavour::custom_llama);
   // Without model_type: architectures, then auto_map, then field names.
   CHECK(flavour(points_with([](json& j) { j["llm_config"].erase("model_type"); })) ==
-        io::decoder_flavour::custom_llama);
+        lm::decoder_flavour::custom_llama);
   CHECK(flavour(points_with([](json& j) {
           j["llm_config"].erase("model_type");
           j["llm_config"].erase("architectures");
-        })) == io::decoder_flavour::custom_llama);
+        })) == lm::decoder_flavour::custom_llama);
   CHECK(flavour(points_with([](json& j) {
           j["llm_config"] = json{{"num_kv_heads", 4}, {"hidden_size", 3584}, {"num_attention_heads", 28}};
-        })) == io::decoder_flavour::custom_llama);
+        })) == lm::decoder_flavour::custom_llama);
   json const q = json::parse(qwen25_05b().dump());
-  io::points15_config const pq = points_with([&](json& j) { j["llm_config"] = q; });
-  REQUIRE(std::holds_alternative<io::qwen2_config>(pq.llm));
-  CHECK(pq.decoder.flavour == io::decoder_flavour::qwen2);
+  model::points15_config const pq = points_with([&](json& j) { j["llm_config"] = q; });
+  REQUIRE(std::holds_alternative<model::qwen2_config>(pq.llm));
+  CHECK(pq.decoder.flavour == lm::decoder_flavour::qwen2);
   CHECK(pq.projector.out_dim == 896);
   CHECK(flavour(points_with([&](json& j) {
           j["llm_config"] = q;
           j["llm_config"].erase("model_type");
           j["llm_config"].erase("architectures");
-        })) == io::decoder_flavour::qwen2);
+        })) == lm::decoder_flavour::qwen2);
   // Neither kind of field, or both: the caller must choose.
   REQUIRE_TESSERA_ERROR(points_with([](json& j) { j["llm_config"] = json::object(); }),
                        "field 'llm_config' cannot be identified");
   REQUIRE_TESSERA_ERROR(points_with([](json& j) { j["llm_config"] = json{{"num_kv_heads", 4}, {"rope_theta", 1e6}}; }),
                        "field names of both");
   // An explicit choice wins: the same fields read as a Qwen2Config take Qwen2's defaults.
-  io::points15_config const forced = points_with(
+  model::points15_config const forced = points_with(
       [](json& j) { j["llm_config"] = json{{"hidden_size", 896}, {"num_attention_heads", 14}, {"num_key_value_heads", 2}}; },
-      io::points_llm_flavour::qwen2);
-  CHECK(forced.decoder.flavour == io::decoder_flavour::qwen2);
+      model::points_llm_flavour::qwen2);
+  CHECK(forced.decoder.flavour == lm::decoder_flavour::qwen2);
   CHECK(forced.decoder.norm_eps == 1e-6);
 }
 
@@ -516,45 +519,45 @@ TEST_CASE("points15 config: refusals name the nested field", "[io][config][unit]
 // ------------------------------------------------------------------------------------------------
 
 TEST_CASE("model config: dispatch by model_type or architectures, others refused by name", "[io][config][unit]") {
-  CHECK(std::holds_alternative<io::qwen2_config>(io::parse_model_config(qwen25_05b().dump(), "m.json")));
-  CHECK(std::holds_alternative<io::points15_config>(io::parse_model_config(points15_7b().dump(), "m.json")));
-  CHECK(io::decoder_of(io::parse_model_config(points15_7b().dump(), "m.json")).d_model == 3584);
+  CHECK(std::holds_alternative<model::qwen2_config>(model::parse_model_config(qwen25_05b().dump(), "m.json")));
+  CHECK(std::holds_alternative<model::points15_config>(model::parse_model_config(points15_7b().dump(), "m.json")));
+  CHECK(model::decoder_of(model::parse_model_config(points15_7b().dump(), "m.json")).d_model == 3584);
   json q = qwen25_05b();
   q.erase("model_type");
-  CHECK(std::holds_alternative<io::qwen2_config>(io::parse_model_config(q.dump(), "m.json")));
+  CHECK(std::holds_alternative<model::qwen2_config>(model::parse_model_config(q.dump(), "m.json")));
   json p = points15_7b();
   p.erase("model_type");
-  CHECK(std::holds_alternative<io::points15_config>(io::parse_model_config(p.dump(), "m.json")));
-  REQUIRE_TESSERA_ERROR(io::parse_model_config(R"({"model_type": "llama"})", "m.json"),
+  CHECK(std::holds_alternative<model::points15_config>(model::parse_model_config(p.dump(), "m.json")));
+  REQUIRE_TESSERA_ERROR(model::parse_model_config(R"({"model_type": "llama"})", "m.json"),
                        "field 'model_type': 'llama' is not supported; tessera reads 'qwen2'");
-  REQUIRE_TESSERA_ERROR(io::parse_model_config(R"({"architectures": ["MistralForCausalLM"]})", "m.json"),
+  REQUIRE_TESSERA_ERROR(model::parse_model_config(R"({"architectures": ["MistralForCausalLM"]})", "m.json"),
                        "field 'model_type': is missing and architectures ['MistralForCausalLM']");
-  REQUIRE_TESSERA_ERROR(io::parse_model_config(R"({"model_type": ["qwen2"]})", "m.json"), "must be a string");
+  REQUIRE_TESSERA_ERROR(model::parse_model_config(R"({"model_type": ["qwen2"]})", "m.json"), "must be a string");
   // Qwen2-VL's language model uses M-RoPE: not a Qwen2 decoder.
-  REQUIRE_TESSERA_ERROR(io::parse_qwen2_config(R"({"model_type": "qwen2_vl"})", "m.json"), "'qwen2_vl' is not supported");
+  REQUIRE_TESSERA_ERROR(model::parse_qwen2_config(R"({"model_type": "qwen2_vl"})", "m.json"), "'qwen2_vl' is not supported");
 }
 
 TEST_CASE("config files: a file, a directory with config.json, and file errors", "[io][config][unit]") {
   temp_dir dir;
   write_text(dir.path() / "config.json", qwen25_05b().dump());
-  CHECK(io::read_qwen2_config(dir.path()).source == (dir.path() / "config.json").string());
-  CHECK(io::read_qwen2_config(dir.path() / "config.json").hidden_size == 896);
-  CHECK(std::holds_alternative<io::qwen2_config>(io::read_model_config(dir.path())));
+  CHECK(model::read_qwen2_config(dir.path()).source == (dir.path() / "config.json").string());
+  CHECK(model::read_qwen2_config(dir.path() / "config.json").hidden_size == 896);
+  CHECK(std::holds_alternative<model::qwen2_config>(model::read_model_config(dir.path())));
   write_text(dir.path() / "points.json", points15_7b().dump());
-  CHECK(io::read_points15_config(dir.path() / "points.json").vision.depth == 32);
+  CHECK(model::read_points15_config(dir.path() / "points.json").vision.depth == 32);
   write_text(dir.path() / "vision.json", vision_7b().dump());
-  CHECK(io::read_qwen2_vl_vision_config(dir.path() / "vision.json").depth == 32);
+  CHECK(model::read_qwen2_vl_vision_config(dir.path() / "vision.json").depth == 32);
 
   write_text(dir.path() / "bad.json", R"({"num_attention_heads": 5})");
-  REQUIRE_TESSERA_ERROR(io::read_qwen2_config(dir.path() / "bad.json"), "bad.json': field 'num_attention_heads'");
-  REQUIRE_TESSERA_ERROR(io::read_qwen2_config(dir.path() / "missing.json"), "missing.json': no such file");
+  REQUIRE_TESSERA_ERROR(model::read_qwen2_config(dir.path() / "bad.json"), "bad.json': field 'num_attention_heads'");
+  REQUIRE_TESSERA_ERROR(model::read_qwen2_config(dir.path() / "missing.json"), "missing.json': no such file");
   fs::create_directories(dir.path() / "empty_dir");
-  REQUIRE_TESSERA_ERROR(io::read_qwen2_config(dir.path() / "empty_dir"), "empty_dir/config.json': no such file");
+  REQUIRE_TESSERA_ERROR(model::read_qwen2_config(dir.path() / "empty_dir"), "empty_dir/config.json': no such file");
   {
     std::ofstream big(dir.path() / "big.json", std::ios::binary);
   }
   fs::resize_file(dir.path() / "big.json", std::uintmax_t{64} << 20);  // sparse: nothing is written
-  REQUIRE_TESSERA_ERROR(io::read_qwen2_config(dir.path() / "big.json"), "limit for a config file");
+  REQUIRE_TESSERA_ERROR(model::read_qwen2_config(dir.path() / "big.json"), "limit for a config file");
 }
 
 TEST_CASE("config parsers: random mutations give a result or a tessera::error, nothing else", "[io][config][unit]") {
@@ -580,10 +583,10 @@ TEST_CASE("config parsers: random mutations give a result or a tessera::error, n
     }
     try {
       switch (iter % 4) {
-        case 0: (void)io::parse_model_config(t, "fuzz.json"); break;
-        case 1: (void)io::parse_points15_config(t, "fuzz.json"); break;
-        case 2: (void)io::parse_qwen2_vl_vision_config(t, "fuzz.json"); break;
-        default: (void)io::parse_qwen2_config(t, "fuzz.json"); break;
+        case 0: (void)model::parse_model_config(t, "fuzz.json"); break;
+        case 1: (void)model::parse_points15_config(t, "fuzz.json"); break;
+        case 2: (void)model::parse_qwen2_vl_vision_config(t, "fuzz.json"); break;
+        default: (void)model::parse_qwen2_config(t, "fuzz.json"); break;
       }
       ++n_ok;
     } catch (tessera::error const&) {

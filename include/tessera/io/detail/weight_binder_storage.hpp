@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// Storage helpers of the weight-name maps (io/weight_map.hpp): conversion of a checkpoint
+// Storage helpers of the weight-name maps (io/weight_binder.hpp): conversion of a checkpoint
 // tensor's elements to the requested weight type when the caller asks for a dtype conversion,
 // and the label that starts every weight-map message.
 #pragma once
@@ -7,7 +7,7 @@
 #include <tessera/core/config.hpp>
 #include <tessera/core/dtype.hpp>
 #include <tessera/core/error.hpp>
-#include <tessera/io/detail/config_json.hpp>
+#include <tessera/io/config_json.hpp>
 #include <tessera/io/safetensors.hpp>
 
 #include <cstddef>
@@ -20,7 +20,7 @@ namespace tessera::io::detail {
 
 /// "checkpoint 'path'" for messages.
 [[nodiscard]] inline std::string checkpoint_label(checkpoint const& ckpt) {
-  return "io::weight_map: checkpoint " + quote_tail(ckpt.path().string());
+  return "checkpoint " + quote_tail(ckpt.path().string());
 }
 
 /// Converts `t`'s elements (F32, F64, BF16, F16 at any alignment) to T with round-to-nearest-even

@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
-// text::qwen2_decoder -- the Qwen2 / Qwen2.5 decoder (transformers' Qwen2ForCausalLM, and
+// lm::qwen2_decoder -- the Qwen2 / Qwen2.5 decoder (transformers' Qwen2ForCausalLM, and
 // POINTS1.5's CustomLlama, which is the same network under other names) built from tessera's
 // blocks: token embedding, n_layers x { RMSNorm, attention (q / k / v with bias, o without; GQA;
 // 1-D RoPE; causal over the KV cache), RMSNorm, SwiGLU MLP }, final RMSNorm, LM head (tied or
 // untied). Several sequences run in one pass: their new tokens are packed (seq_offsets), each
-// reads and extends its own slot of a text::kv_cache. See docs/decoder.md.
+// reads and extends its own slot of a lm::kv_cache. See docs/decoder.md.
 #pragma once
 
 #include <tessera/attn/masked_attention.hpp>
@@ -14,16 +14,15 @@
 #include <tessera/core/error.hpp>
 #include <tessera/core/seq_offsets.hpp>
 #include <tessera/core/tensor_view.hpp>
-#include <tessera/io/config.hpp>
-#include <tessera/io/safetensors.hpp>
-#include <tessera/io/weight_map.hpp>
+#include <tessera/lm/decoder_config.hpp>
+#include <tessera/lm/decoder_weights.hpp>
 #include <tessera/nn/add.hpp>
-#include <tessera/nn/layer_norm.hpp>
+#include <tessera/nn/embedding.hpp>
+#include <tessera/nn/norm.hpp>
 #include <tessera/nn/linear.hpp>
-#include <tessera/nn/rms_norm.hpp>
 #include <tessera/nn/swiglu.hpp>
 #include <tessera/posemb/rope_1d.hpp>
-#include <tessera/text/kv_cache.hpp>
+#include <tessera/lm/kv_cache.hpp>
 #include <tessera/text/token_id.hpp>
 
 #include <algorithm>
@@ -39,7 +38,9 @@
 #include <utility>
 #include <vector>
 
-namespace tessera::text {
+namespace tessera::lm {
+
+using text::token_id;
 
 /// Called with (stage, hidden states [n_tokens, d_model]) during decoder::forward: stage -1 = the
 /// embeddings, 0 .. n_layers - 1 = the output of layer i (HF: the forward output of
@@ -73,34 +74,34 @@ class qwen2_decoder {
   /// Checks the config (what this decoder supports) and every weight's shape against it; throws
   /// tessera::error naming the tensor or the field. `keep_alive` holds whatever owns the
   /// weights' memory (e.g. the checkpoint), so the decoder may outlive its creator's handles.
-  qwen2_decoder(io::decoder_config const& config, io::decoder_weights<T> weights, decoder_options const& options = {},
+  qwen2_decoder(decoder_config const& config, decoder_weights<T> weights, decoder_options const& options = {},
                 std::shared_ptr<void const> keep_alive = {})
       : config_(config), weights_(std::move(weights)), keep_alive_(std::move(keep_alive)),
         precision_(options.precision.value_or(nn::default_precision_v<T>)) {
-    io::decoder_config const& c = config_;
+    decoder_config const& c = config_;
     TESSERA_CHECK(c.n_layers >= 1 && c.d_model >= 1 && c.n_heads >= 1 && c.n_kv_heads >= 1 && c.head_dim >= 1 &&
                       c.d_ff >= 1 && c.vocab_size >= 1,
-                  "text::qwen2_decoder: config sizes must be positive (layers ", c.n_layers, ", d_model ", c.d_model,
+                  "lm::qwen2_decoder: config sizes must be positive (layers ", c.n_layers, ", d_model ", c.d_model,
                   ", heads ", c.n_heads, "/", c.n_kv_heads, ", head_dim ", c.head_dim, ", d_ff ", c.d_ff, ", vocab ",
                   c.vocab_size, ")");
-    TESSERA_CHECK(c.n_heads % c.n_kv_heads == 0, "text::qwen2_decoder: n_heads ", c.n_heads,
+    TESSERA_CHECK(c.n_heads % c.n_kv_heads == 0, "lm::qwen2_decoder: n_heads ", c.n_heads,
                   " is not a multiple of n_kv_heads ", c.n_kv_heads);
-    TESSERA_CHECK(c.activation == io::activation_kind::silu, "text::qwen2_decoder: the MLP gate activation must be ",
-                  "silu (SwiGLU), the config says ", io::name_of(c.activation));
+    TESSERA_CHECK(c.activation == nn::activation_kind::silu, "lm::qwen2_decoder: the MLP gate activation must be ",
+                  "silu (SwiGLU), the config says ", nn::name_of(c.activation));
     TESSERA_CHECK(c.rotary_dim >= 2 && c.rotary_dim % 2 == 0 && c.rotary_dim <= c.head_dim,
-                  "text::qwen2_decoder: rotary_dim ", c.rotary_dim, " must be even and in [2, head_dim = ", c.head_dim,
+                  "lm::qwen2_decoder: rotary_dim ", c.rotary_dim, " must be even and in [2, head_dim = ", c.head_dim,
                   "]");
-    TESSERA_CHECK(c.rope_position_scale == 1.0, "text::qwen2_decoder: rotary position scaling (CustomLlama ",
+    TESSERA_CHECK(c.rope_position_scale == 1.0, "lm::qwen2_decoder: rotary position scaling (CustomLlama ",
                   "rotary_compress) ", c.rope_position_scale, " is not supported; only 1");
-    TESSERA_CHECK(c.rope_theta > 0 && c.norm_eps > 0, "text::qwen2_decoder: rope_theta (", c.rope_theta,
+    TESSERA_CHECK(c.rope_theta > 0 && c.norm_eps > 0, "lm::qwen2_decoder: rope_theta (", c.rope_theta,
                   ") and the norm eps (", c.norm_eps, ") must be positive");
     TESSERA_CHECK((precision_ == nn::product_precision::f32 || std::is_same_v<std::remove_cv_t<T>, bf16>),
-                  "text::qwen2_decoder: bf16 products need bf16 weights");
+                  "lm::qwen2_decoder: bf16 products need bf16 weights");
     check_weights();
   }
 
-  [[nodiscard]] io::decoder_config const& config() const noexcept { return config_; }
-  [[nodiscard]] io::decoder_weights<T> const& weights() const noexcept { return weights_; }
+  [[nodiscard]] decoder_config const& config() const noexcept { return config_; }
+  [[nodiscard]] decoder_weights<T> const& weights() const noexcept { return weights_; }
   [[nodiscard]] nn::product_precision precision() const noexcept { return precision_; }
   [[nodiscard]] index_t d_model() const noexcept { return config_.d_model; }
   [[nodiscard]] index_t vocab_size() const noexcept { return config_.vocab_size; }
@@ -113,7 +114,7 @@ class qwen2_decoder {
   /// Weight bytes one decode step streams: every layer's matrices, plus the LM head (the
   /// embedding rows read are negligible). The numerator of the decode roofline.
   [[nodiscard]] std::size_t decode_weight_bytes() const noexcept {
-    io::decoder_config const& c = config_;
+    decoder_config const& c = config_;
     auto const per_layer = static_cast<std::size_t>(c.d_model * (c.q_dim() + 2 * c.kv_dim()) + c.q_dim() * c.d_model +
                                                     3 * c.d_model * c.d_ff);
     return (per_layer * static_cast<std::size_t>(c.n_layers) + static_cast<std::size_t>(c.vocab_size * c.d_model)) *
@@ -121,20 +122,13 @@ class qwen2_decoder {
   }
 
   /// The embedding rows of `ids` as f32 into x [n_tokens, d_model] (rows may be strided, last
-  /// dimension contiguous). Throws tessera::error for an id outside [0, vocab_size).
-  void embed(std::span<token_id const> ids, tensor_view<float, 2> x) const {
+  /// dimension contiguous): nn::embedding on this backend. Throws tessera::error for an id outside
+  /// [0, vocab_size).
+  void embed(std::span<token_id const> ids, tensor_view<float, 2> x, exec_ctx<Backend>& ctx) const {
     index_t const n = static_cast<index_t>(ids.size()), d = config_.d_model;
-    TESSERA_CHECK(x.extent(0) == n && x.extent(1) == d, "text::qwen2_decoder::embed: x must be [", n, ", ", d,
+    TESSERA_CHECK(x.extent(0) == n && x.extent(1) == d, "lm::qwen2_decoder::embed: x must be [", n, ", ", d,
                   "], got [", x.extent(0), ", ", x.extent(1), "]");
-    TESSERA_CHECK(x.is_row_contiguous(), "text::qwen2_decoder::embed: the last dimension of x must be contiguous");
-    for (index_t t = 0; t < n; ++t) {
-      token_id const id = ids[static_cast<std::size_t>(t)];
-      TESSERA_CHECK(id >= 0 && id < config_.vocab_size, "text::qwen2_decoder::embed: token ", t, " has id ", id,
-                    ", outside the vocabulary [0, ", config_.vocab_size, ")");
-      T const* const src = weights_.embed.row(id);
-      float* const dst = x.row(t);
-      for (index_t j = 0; j < d; ++j) dst[j] = to_float(src[j]);  // widening: exact
-    }
+    nn::embedding<Backend>(weights_.embed, ids, x, ctx);
   }
 
   /// Runs the new tokens of n_seqs sequences through every layer and the final norm, in place.
@@ -156,12 +150,12 @@ class qwen2_decoder {
   template <attn::kv_element KV>
   void forward(tensor_view<float, 2> x, seq_offsets const& seqs, std::span<index_t const> slots, kv_cache<KV>& cache,
                exec_ctx<Backend>& ctx, decoder_observer const& observe = {}) const {
-    io::decoder_config const& c = config_;
+    decoder_config const& c = config_;
     index_t const n = x.extent(0), d = c.d_model, H = c.n_heads, G = c.n_kv_heads, hd = c.head_dim;
     index_t const qd = c.q_dim(), kvd = c.kv_dim(), ff = c.d_ff;
-    TESSERA_CHECK(x.extent(1) == d && seqs.n_tokens() == n, "text::qwen2_decoder::forward: x must be [",
+    TESSERA_CHECK(x.extent(1) == d && seqs.n_tokens() == n, "lm::qwen2_decoder::forward: x must be [",
                   seqs.n_tokens(), ", ", d, "] (the tokens of seqs), got [", n, ", ", x.extent(1), "]");
-    TESSERA_CHECK(x.is_row_contiguous(), "text::qwen2_decoder::forward: the last dimension of x must be contiguous");
+    TESSERA_CHECK(x.is_row_contiguous(), "lm::qwen2_decoder::forward: the last dimension of x must be contiguous");
     check_cache(cache, seqs, slots);
     if (n == 0) return;
     auto const stage = [&](index_t s) {
@@ -207,7 +201,7 @@ class qwen2_decoder {
 
     stage(-1);
     for (index_t l = 0; l < c.n_layers; ++l) {
-      io::decoder_layer_weights<T> const& w = weights_.layers[static_cast<std::size_t>(l)];
+      decoder_layer_weights<T> const& w = weights_.layers[static_cast<std::size_t>(l)];
       // ---- attention ----
       norm(x, w.input_norm, eps, h, ctx);
       linear(h, w.q, qcols, ctx);
@@ -258,7 +252,7 @@ class qwen2_decoder {
   void lm_head(tensor_view<float const, 2> hidden, tensor_view<float, 2> logits, exec_ctx<Backend>& ctx) const {
     TESSERA_CHECK(hidden.extent(1) == config_.d_model && logits.extent(0) == hidden.extent(0) &&
                       logits.extent(1) == config_.vocab_size,
-                  "text::qwen2_decoder::lm_head: hidden must be [n, ", config_.d_model, "] and logits [n, ",
+                  "lm::qwen2_decoder::lm_head: hidden must be [n, ", config_.d_model, "] and logits [n, ",
                   config_.vocab_size, "], got [", hidden.extent(0), ", ", hidden.extent(1), "] and [", logits.extent(0),
                   ", ", logits.extent(1), "]");
     nn::linear<Backend>(hidden, weights_.lm_head, logits, ctx, precision_);
@@ -273,18 +267,18 @@ class qwen2_decoder {
            tensor_view<float, 2> logits, exec_ctx<Backend>& ctx, logits_rows rows = logits_rows::last,
            decoder_observer const& observe = {}) const {
     index_t const n = static_cast<index_t>(ids.size()), d = config_.d_model;
-    TESSERA_CHECK(seqs.n_tokens() == n, "text::qwen2_decoder::run: ", n, " ids, the packing covers ", seqs.n_tokens());
+    TESSERA_CHECK(seqs.n_tokens() == n, "lm::qwen2_decoder::run: ", n, " ids, the packing covers ", seqs.n_tokens());
     index_t const want_rows = rows == logits_rows::last ? seqs.n_seqs() : n;
     TESSERA_CHECK(logits.extent(0) == want_rows && logits.extent(1) == config_.vocab_size,
-                  "text::qwen2_decoder::run: logits must be [", want_rows, ", ", config_.vocab_size, "], got [",
+                  "lm::qwen2_decoder::run: logits must be [", want_rows, ", ", config_.vocab_size, "], got [",
                   logits.extent(0), ", ", logits.extent(1), "]");
     if (rows == logits_rows::last)
       for (index_t s = 0; s < seqs.n_seqs(); ++s)
-        TESSERA_CHECK(seqs.length(s) >= 1, "text::qwen2_decoder::run: sequence ", s,
+        TESSERA_CHECK(seqs.length(s) >= 1, "lm::qwen2_decoder::run: sequence ", s,
                       " has no new token, so it has no last-token logits");
     auto frame = ctx.scratch().open();
     tensor_view<float, 2> const x(frame.template alloc<float>(static_cast<std::size_t>(n * d)), {n, d});  // [n_tokens, d_model]
-    embed(ids, x);
+    embed(ids, x, ctx);
     forward(x, seqs, slots, cache, ctx, observe);
     if (rows == logits_rows::all) {
       lm_head(x, logits, ctx);
@@ -308,20 +302,14 @@ class qwen2_decoder {
     return tensor_view<T const, 1>(b->data(), {b->extent(0) * b->extent(1)});
   }
 
-  void linear(tensor_view<float const, 2> in, io::linear_weights<T> const& w, tensor_view<float, 2> out,
+  void linear(tensor_view<float const, 2> in, nn::linear_weights<T> const& w, tensor_view<float, 2> out,
               exec_ctx<Backend>& ctx) const {
-    tensor_view<T const, 1> const bias = w.bias ? *w.bias : tensor_view<T const, 1>(nullptr, {0});
-    nn::linear<Backend>(in, w.weight, bias, out, ctx, precision_);
+    nn::linear<Backend>(in, w, out, ctx, precision_);
   }
 
-  void norm(tensor_view<float const, 2> in, io::norm_weights<T> const& w, float eps, tensor_view<float, 2> out,
+  void norm(tensor_view<float const, 2> in, nn::norm_weights<T> const& w, float eps, tensor_view<float, 2> out,
             exec_ctx<Backend>& ctx) const {
-    if (config_.norm == io::norm_kind::rms_norm) {
-      nn::rms_norm<Backend>(in, w.weight, eps, out, ctx);
-    } else {
-      tensor_view<T const, 1> const bias = w.bias ? *w.bias : tensor_view<T const, 1>(nullptr, {0});
-      nn::layer_norm<Backend>(in, w.weight, bias, eps, out, ctx);
-    }
+    nn::norm<Backend>(config_.norm, in, w, eps, out, ctx);
   }
 
   /// Writes the new tokens' rotated keys and their values into their cache rows (bf16: rounded
@@ -348,57 +336,57 @@ class qwen2_decoder {
     kv_cache_shape const& s = cache.shape();
     TESSERA_CHECK(s.n_layers == config_.n_layers && s.n_kv_heads == config_.n_kv_heads &&
                       s.head_dim == config_.head_dim,
-                  "text::qwen2_decoder: the cache is for ", s.n_layers, " layers of ", s.n_kv_heads, " x ", s.head_dim,
+                  "lm::qwen2_decoder: the cache is for ", s.n_layers, " layers of ", s.n_kv_heads, " x ", s.head_dim,
                   " keys, the decoder has ", config_.n_layers, " layers of ", config_.n_kv_heads, " x ",
                   config_.head_dim);
-    TESSERA_CHECK(static_cast<index_t>(slots.size()) == seqs.n_seqs(), "text::qwen2_decoder: ", seqs.n_seqs(),
+    TESSERA_CHECK(static_cast<index_t>(slots.size()) == seqs.n_seqs(), "lm::qwen2_decoder: ", seqs.n_seqs(),
                   " sequences but ", slots.size(), " cache slots");
     for (std::size_t i = 0; i < slots.size(); ++i) {
       index_t const slot = slots[i];
-      TESSERA_CHECK(slot >= 0 && slot < s.n_slots, "text::qwen2_decoder: sequence ", i, " names cache slot ", slot,
+      TESSERA_CHECK(slot >= 0 && slot < s.n_slots, "lm::qwen2_decoder: sequence ", i, " names cache slot ", slot,
                     ", outside [0, ", s.n_slots, ")");
       for (std::size_t j = 0; j < i; ++j)
-        TESSERA_CHECK(slots[j] != slot, "text::qwen2_decoder: sequences ", j, " and ", i, " both name cache slot ",
+        TESSERA_CHECK(slots[j] != slot, "lm::qwen2_decoder: sequences ", j, " and ", i, " both name cache slot ",
                       slot);
       index_t const need = cache.length(slot) + seqs.length(static_cast<index_t>(i));
-      TESSERA_CHECK(need <= s.max_context, "text::qwen2_decoder: sequence ", i, " would reach ", need,
+      TESSERA_CHECK(need <= s.max_context, "lm::qwen2_decoder: sequence ", i, " would reach ", need,
                     " positions in cache slot ", slot, ", beyond the cache's max_context ", s.max_context);
     }
   }
 
   void check_weights() const {
-    io::decoder_config const& c = config_;
-    io::decoder_weights<T> const& w = weights_;
+    decoder_config const& c = config_;
+    decoder_weights<T> const& w = weights_;
     index_t const d = c.d_model, qd = c.q_dim(), kvd = c.kv_dim(), ff = c.d_ff;
     auto mat = [](char const* what, index_t layer, tensor_view<T const, 2> const& m, index_t rows, index_t cols) {
-      TESSERA_CHECK(m.extent(0) == rows && m.extent(1) == cols && m.is_row_contiguous(), "text::qwen2_decoder: ",
+      TESSERA_CHECK(m.extent(0) == rows && m.extent(1) == cols && m.is_row_contiguous(), "lm::qwen2_decoder: ",
                     what, layer >= 0 ? " of layer " : "", layer >= 0 ? std::to_string(layer) : std::string(),
                     " must be [", rows, ", ", cols, "] with contiguous rows, got [", m.extent(0), ", ", m.extent(1),
                     "]");
     };
     auto vec = [](char const* what, index_t layer, std::optional<tensor_view<T const, 1>> const& b, index_t len,
                   bool required) {
-      TESSERA_CHECK(b.has_value() || !required, "text::qwen2_decoder: ", what, " of layer ", layer,
+      TESSERA_CHECK(b.has_value() || !required, "lm::qwen2_decoder: ", what, " of layer ", layer,
                     " is missing (the config says it exists)");
-      TESSERA_CHECK(!b || (b->extent(0) == len && (len <= 1 || b->stride(0) == 1)), "text::qwen2_decoder: ", what,
+      TESSERA_CHECK(!b || (b->extent(0) == len && (len <= 1 || b->stride(0) == 1)), "lm::qwen2_decoder: ", what,
                     " of layer ", layer, " must have ", len, " contiguous elements");
     };
-    auto norm_ok = [&](char const* what, index_t layer, io::norm_weights<T> const& nw) {
-      TESSERA_CHECK(nw.weight.extent(0) == d, "text::qwen2_decoder: ", what, " of layer ", layer, " must have ", d,
+    auto norm_ok = [&](char const* what, index_t layer, nn::norm_weights<T> const& nw) {
+      TESSERA_CHECK(nw.weight.extent(0) == d, "lm::qwen2_decoder: ", what, " of layer ", layer, " must have ", d,
                     " elements, got ", nw.weight.extent(0));
-      TESSERA_CHECK(c.norm == io::norm_kind::rms_norm || nw.bias.has_value(), "text::qwen2_decoder: ", what,
+      TESSERA_CHECK(c.norm == nn::norm_kind::rms_norm || nw.bias.has_value(), "lm::qwen2_decoder: ", what,
                     " of layer ", layer, " needs a bias (LayerNorm)");
     };
     mat("the embedding", -1, w.embed, c.vocab_size, d);
     mat("the LM head", -1, w.lm_head, c.vocab_size, d);
-    TESSERA_CHECK(static_cast<index_t>(w.layers.size()) == c.n_layers, "text::qwen2_decoder: ", c.n_layers,
+    TESSERA_CHECK(static_cast<index_t>(w.layers.size()) == c.n_layers, "lm::qwen2_decoder: ", c.n_layers,
                   " layers configured, weights for ", w.layers.size());
     bool const fused = w.layers.front().kv_fused.has_value();
     for (std::size_t i = 0; i < w.layers.size(); ++i) {
       auto const li = static_cast<index_t>(i);
-      io::decoder_layer_weights<T> const& lw = w.layers[i];
+      decoder_layer_weights<T> const& lw = w.layers[i];
       TESSERA_CHECK(lw.kv_fused.has_value() == fused && lw.up_gate_fused.has_value() == fused,
-                    "text::qwen2_decoder: layer ", li, " mixes fused (CustomLlama) and separate (HF) projections");
+                    "lm::qwen2_decoder: layer ", li, " mixes fused (CustomLlama) and separate (HF) projections");
       norm_ok("input norm", li, lw.input_norm);
       norm_ok("post-attention norm", li, lw.post_norm);
       mat("q_proj", li, lw.q.weight, qd, d);
@@ -412,11 +400,11 @@ class qwen2_decoder {
         for (auto const* kv : {&lw.k, &lw.v}) {
           TESSERA_CHECK(kv->weight.extent(0) == c.n_kv_heads && kv->weight.extent(1) == c.head_dim &&
                             kv->weight.extent(2) == d && kv->weight.is_contiguous(),
-                        "text::qwen2_decoder: k_proj / v_proj of layer ", li, " must be contiguous [", c.n_kv_heads,
+                        "lm::qwen2_decoder: k_proj / v_proj of layer ", li, " must be contiguous [", c.n_kv_heads,
                         ", ", c.head_dim, ", ", d, "]");
           TESSERA_CHECK(kv->bias.has_value() == c.qkv_bias &&
                             (!kv->bias || (kv->bias->extent(0) * kv->bias->extent(1) == kvd && kv->bias->is_contiguous())),
-                        "text::qwen2_decoder: k / v bias of layer ", li, " must ",
+                        "lm::qwen2_decoder: k / v bias of layer ", li, " must ",
                         c.qkv_bias ? "have " + std::to_string(kvd) + " contiguous elements" : std::string("be absent"));
         }
         mat("gate_proj", li, lw.gate.weight, ff, d);
@@ -429,41 +417,14 @@ class qwen2_decoder {
       mat("down_proj", li, lw.down.weight, d, ff);
       vec("down bias", li, lw.down.bias, d, c.down_bias);
     }
-    TESSERA_CHECK(w.final_norm.weight.extent(0) == d, "text::qwen2_decoder: the final norm must have ", d,
+    TESSERA_CHECK(w.final_norm.weight.extent(0) == d, "lm::qwen2_decoder: the final norm must have ", d,
                   " elements, got ", w.final_norm.weight.extent(0));
   }
 
-  io::decoder_config config_;
-  io::decoder_weights<T> weights_;
+  decoder_config config_;
+  decoder_weights<T> weights_;
   std::shared_ptr<void const> keep_alive_;
   nn::product_precision precision_;
 };
 
-/// A decoder loaded from disk together with what it needs to stay valid: the mapped checkpoint
-/// (its weights are zero-copy views into it where the stored dtype is T).
-template <backend::tag Backend, weight_type T>
-struct loaded_decoder {
-  io::qwen2_config config;           ///< the config.json as read
-  io::binding_report report;         ///< what binding did (tensors bound, converted, skipped)
-  qwen2_decoder<Backend, T> decoder;
-};
-
-/// Loads a Qwen2 / Qwen2.5 checkpoint: `dir` holds config.json and model.safetensors (or a
-/// sharded index), in HF naming (or POINTS1.5's CustomLlama / 2025 names, detected from the
-/// tensor names). Weights stored as T are mmapped, never copied; others are converted into
-/// owned buffers when `dtypes` is io::dtype_policy::convert, else refused. Throws tessera::error
-/// naming the file, the tensor or the config field on any problem.
-template <backend::tag Backend, weight_type T>
-[[nodiscard]] loaded_decoder<Backend, T> load_qwen2_decoder(std::filesystem::path const& dir,
-                                                            io::dtype_policy dtypes = io::dtype_policy::exact,
-                                                            decoder_options const& options = {}) {
-  io::qwen2_config cfg = io::read_qwen2_config(dir);
-  auto ckpt = std::make_shared<io::checkpoint const>(dir);
-  io::bind_options bind;
-  bind.dtypes = dtypes;
-  io::qwen2_weights<T> w = io::bind_qwen2<T>(*ckpt, cfg, bind);
-  qwen2_decoder<Backend, T> dec(cfg.decoder, std::move(w.decoder), options, std::move(ckpt));
-  return {std::move(cfg), std::move(w.report), std::move(dec)};
-}
-
-}  // namespace tessera::text
+}  // namespace tessera::lm
