@@ -8,20 +8,23 @@
 // Usage: generate --model DIR [--prompt TEXT] [--system TEXT] [--template qwen2.5|qwen2|points|none]
 //                 [--max-new-tokens N] [--greedy] [--temperature T] [--top-k K] [--top-p P]
 //                 [--min-p P] [--repetition-penalty R] [--seed S] [--stop TEXT]...
-//                 [--max-context N] [--threads N] [--tokenizer PATH]
+//                 [--max-context N] [--threads N] [--tokenizer PATH] [--weights auto|bf16|f32]
+//                 [--kv-cache auto|bf16|f32] [--prompt-ids "ID ID ..."] [--print-ids]
 // Sampling starts from the model's generation_config.json as transformers reads it (Qwen2.5-Instruct:
 // temperature 0.7, top_k 20, top_p 0.8, repetition_penalty 1.05; absent fields take
 // GenerationConfig's defaults, e.g. top_k 50); each flag overrides one field (--top-k 0 turns
 // top-k off); --greedy or --temperature 0 decodes greedily. Generation stops at the stop tokens (generation_config's and
 // config's eos_token_id, <|im_end|>, <|endoftext|>), a --stop string, or --max-new-tokens.
-// bf16 checkpoints are used in place (mmapped); f32 and f16 ones are converted to f32 weights. The
-// KV cache is bf16 (what a bf16 model keeps; lm::kv_cache<float> is the library's other choice).
-#include <tessera/model/points15/config.hpp>
-#include <tessera/text/chat_template.hpp>
+// bf16 checkpoints are used in place (mmapped); f32 and f16 ones are converted to f32 weights
+// (--weights chooses explicitly). The KV cache follows the weights, as transformers' cache follows
+// the model's dtype (f32 model: f32 cache, bf16 model: bf16 cache); --kv-cache chooses explicitly.
+// --prompt-ids feeds token ids directly (no template, no tokenizer encode); --print-ids prints the
+// generated ids on a line of their own after the text.
 #include <tessera/lm/generate.hpp>
-#include <tessera/text/tokenizer.hpp>
 #include <tessera/model/generation_config.hpp>
+#include <tessera/model/qwen2/config.hpp>
 #include <tessera/model/qwen2/loader.hpp>
+#include <tessera/text/chat_template.hpp>
 #include <tessera/text/tokenizer.hpp>
 
 #include <algorithm>
@@ -30,6 +33,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -55,6 +59,9 @@ struct options {
   std::optional<index_t> top_k;
   std::uint64_t seed = 0;
   std::vector<std::string> stop;
+  std::string weights = "auto", kv_cache = "auto";
+  std::optional<std::vector<text::token_id>> prompt_ids;
+  bool print_ids = false;
 };
 
 [[noreturn]] void usage(std::string const& why) {
@@ -63,7 +70,8 @@ struct options {
                "usage: generate --model DIR [--prompt TEXT] [--system TEXT] [--template qwen2.5|qwen2|points|none]\n"
                "                [--max-new-tokens N] [--greedy] [--temperature T] [--top-k K] [--top-p P]\n"
                "                [--min-p P] [--repetition-penalty R] [--seed S] [--stop TEXT]...\n"
-               "                [--max-context N] [--threads N] [--tokenizer PATH]\n",
+               "                [--max-context N] [--threads N] [--tokenizer PATH] [--weights auto|bf16|f32]\n"
+               "                [--kv-cache auto|bf16|f32] [--prompt-ids \"ID ID ...\"] [--print-ids]\n",
                why.c_str());
   std::exit(2);
 }
@@ -105,10 +113,22 @@ options parse_args(int argc, char** argv) {
     else if (a == "--repetition-penalty") o.repetition_penalty = parse_number<float>(a, value());
     else if (a == "--seed") o.seed = parse_number<std::uint64_t>(a, value());
     else if (a == "--stop") o.stop.emplace_back(value());
+    else if (a == "--weights") o.weights = value();
+    else if (a == "--kv-cache") o.kv_cache = value();
+    else if (a == "--print-ids") o.print_ids = true;
+    else if (a == "--prompt-ids") {
+      std::vector<text::token_id> ids;
+      std::istringstream in(value());
+      for (std::string w; in >> w;) ids.push_back(parse_number<text::token_id>(a, w.c_str()));
+      if (ids.empty()) usage("--prompt-ids takes at least one id");
+      o.prompt_ids = std::move(ids);
+    }
     else if (a == "--help" || a == "-h") usage("text generation with a Qwen2 / Qwen2.5 checkpoint");
     else usage("unknown argument '" + std::string(a) + "'");
   }
   if (o.model_dir.empty()) usage("--model DIR is required (a Qwen2 / Qwen2.5 checkpoint directory)");
+  for (std::string const* v : {&o.weights, &o.kv_cache})
+    if (*v != "auto" && *v != "bf16" && *v != "f32") usage("--weights and --kv-cache take auto, bf16 or f32");
   if (o.template_name != "qwen2.5" && o.template_name != "qwen2" && o.template_name != "points" &&
       o.template_name != "none")
     usage("--template takes qwen2.5, qwen2, points or none");
@@ -134,7 +154,7 @@ lm::sampling_config sampling_of(options const& o, model::generation_defaults con
   return s;
 }
 
-template <class T>
+template <class T, class KV>
 int run(options const& o, io::dtype_policy dtypes) {
   auto const t0 = std::chrono::steady_clock::now();
   auto loaded = model::load_qwen2_decoder<backend::cpu, T>(o.model_dir, dtypes);
@@ -167,11 +187,11 @@ int run(options const& o, io::dtype_policy dtypes) {
     messages.push_back({"user", o.prompt});
     prompt_text = tpl.render(messages);
   }
-  std::vector<text::token_id> const prompt = tok.encode(prompt_text);
+  std::vector<text::token_id> const prompt = o.prompt_ids ? *o.prompt_ids : tok.encode(prompt_text);
   index_t const max_context = o.max_context > 0 ? o.max_context
                                                 : std::min<index_t>(static_cast<index_t>(prompt.size()) + o.max_new_tokens,
                                                                     std::max<index_t>(loaded.config.decoder.max_positions, 1));
-  lm::kv_cache<tessera::bf16> cache(dec.cache_shape(1, std::max<index_t>(max_context, static_cast<index_t>(prompt.size()) + 1)));
+  lm::kv_cache<KV> cache(dec.cache_shape(1, std::max<index_t>(max_context, static_cast<index_t>(prompt.size()) + 1)));
   tessera::exec_ctx<backend::cpu> ctx(static_cast<int>(o.threads));
 
   lm::decoder_config const& c = dec.config();
@@ -190,8 +210,9 @@ int run(options const& o, io::dtype_policy dtypes) {
                  static_cast<unsigned long long>(s.seed));
   else
     std::fprintf(stderr, "greedy decoding, repetition_penalty %g\n", static_cast<double>(s.repetition_penalty));
-  std::fprintf(stderr, "KV cache: bf16, %ld positions (%.1f MiB), %d threads\n\n",
-               static_cast<long>(cache.max_context()), static_cast<double>(cache.bytes()) / (1 << 20), ctx.threads());
+  std::fprintf(stderr, "KV cache: %s, %ld positions (%.1f MiB), %d threads\n\n",
+               std::is_same_v<KV, tessera::bf16> ? "bf16" : "f32", static_cast<long>(cache.max_context()),
+               static_cast<double>(cache.bytes()) / (1 << 20), ctx.threads());
 
   lm::generation_stats st;
   lm::generation_result const r = lm::generate(
@@ -203,6 +224,11 @@ int run(options const& o, io::dtype_policy dtypes) {
       },
       &st);
   std::printf("\n");
+  if (o.print_ids) {
+    std::printf("ids:");
+    for (text::token_id id : r.tokens) std::printf(" %d", static_cast<int>(id));
+    std::printf("\n");
+  }
   std::fflush(stdout);
   std::fprintf(stderr,
                "\nprompt: %ld tokens, prefill %.3f s = %.1f tokens/s\n"
@@ -218,10 +244,18 @@ int run(options const& o, io::dtype_policy dtypes) {
 int main(int argc, char** argv) {
   options const o = parse_args(argc, argv);
   try {
-    // bf16 checkpoints are used in place (mmapped); f32 and f16 ones are converted to f32.
+    // bf16 checkpoints are used in place (mmapped); f32 and f16 ones are converted to f32. The
+    // cache follows the weights unless --kv-cache says otherwise.
     model::qwen2_config const cfg = model::read_qwen2_config(o.model_dir);
-    bool const bf16 = !cfg.torch_dtype || *cfg.torch_dtype == tessera::dtype::bf16;
-    return bf16 ? run<tessera::bf16>(o, io::dtype_policy::exact) : run<float>(o, io::dtype_policy::convert);
+    bool const bf16 = o.weights == "auto" ? !cfg.torch_dtype || *cfg.torch_dtype == tessera::dtype::bf16
+                                          : o.weights == "bf16";
+    bool const kv_bf16 = o.kv_cache == "auto" ? bf16 : o.kv_cache == "bf16";
+    using tessera::bf16;
+    if (bf16) {
+      return kv_bf16 ? run<tessera::bf16, tessera::bf16>(o, io::dtype_policy::convert)
+                     : run<tessera::bf16, float>(o, io::dtype_policy::convert);
+    }
+    return kv_bf16 ? run<float, tessera::bf16>(o, io::dtype_policy::convert) : run<float, float>(o, io::dtype_policy::convert);
   } catch (tessera::error const& e) {
     std::fprintf(stderr, "generate: %s\n", e.what());
     return 1;

@@ -13,6 +13,7 @@
 #include <tessera/model/generation_config.hpp>
 
 #include <catch2/catch_test_macros.hpp>
+#include <catch2/matchers/catch_matchers_string.hpp>
 
 #include <string>
 #include <vector>
@@ -245,4 +246,135 @@ TEST_CASE("generation_config.json: the decoding fields, as transformers writes t
   test::temp_dir dir;
   REQUIRE_FALSE(model::read_generation_config(dir.path()).do_sample.has_value());  // no file: no defaults
   REQUIRE_THROWS_AS(model::read_generation_config(dir.path() / "missing.json"), tessera::error);
+}
+
+// ---- prompts from embedding rows ------------------------------------------------------------------
+
+namespace {
+
+/// The embedding rows of `ids` exactly as the decoder embeds them (f32 weights: a copy).
+std::vector<float> embedding_rows(lm::qwen2_decoder<backend::cpu, float> const& dec,
+                                  std::vector<text::token_id> const& ids) {
+  index_t const d = dec.d_model();
+  std::vector<float> rows;
+  for (text::token_id id : ids) {
+    float const* r = dec.weights().embed.row(id);
+    rows.insert(rows.end(), r, r + d);
+  }
+  return rows;
+}
+
+/// Last-position logits of each prompt after lm::prefill into fresh slots 0, 1, ...
+std::vector<float> prefill_logits(fixture& f, std::vector<lm::prompt> const& prompts, index_t chunk) {
+  auto const n = static_cast<index_t>(prompts.size());
+  lm::kv_cache<float> cache(f.dec.cache_shape(n, 96));
+  std::vector<index_t> slots(prompts.size());
+  for (index_t i = 0; i < n; ++i) slots[static_cast<std::size_t>(i)] = i;
+  std::vector<float> logits(static_cast<std::size_t>(n * f.dec.vocab_size()));
+  lm::prefill(f.dec, std::span<lm::prompt const>(prompts), slots, cache,
+              tensor_view<float, 2>(logits.data(), {n, f.dec.vocab_size()}), f.ctx, chunk);
+  return logits;
+}
+
+}  // namespace
+
+TEST_CASE("generate: pad rows that are the tokens' own embeddings give bit-identical logits to the ids",
+          "[lm][generate][unit]") {
+  fixture f;
+  std::vector<text::token_id> const ids = f.prompt("the quick brown fox jumps over the lazy dog");
+  std::vector<text::token_id> const ids2 = f.prompt("hello world, again");
+  REQUIRE(ids.size() >= 10);
+  // An "image" of 5 rows at positions 2..6 of the first prompt, all of the second prompt's rows
+  // given as embeddings: the rows are exactly what embedding the ids gives.
+  text::token_id const pad = static_cast<text::token_id>(f.dec.vocab_size() - 1);
+  std::vector<text::token_id> padded = ids;
+  std::vector<text::token_id> const image_ids(ids.begin() + 2, ids.begin() + 7);
+  for (std::size_t i = 2; i < 7; ++i) padded[i] = pad;
+  std::vector<float> const image = embedding_rows(f.dec, image_ids);
+  std::vector<float> const all2 = embedding_rows(f.dec, ids2);
+  index_t const d = f.dec.d_model();
+  std::vector<lm::prompt> const by_ids{lm::prompt(ids), lm::prompt(ids2)};
+  std::vector<lm::prompt> const by_rows{
+      lm::splice(padded, pad, tensor_view<float const, 2>(image.data(), {5, d})),
+      lm::prompt_from_rows(tensor_view<float const, 2>(all2.data(), {static_cast<index_t>(ids2.size()), d}), 0)};
+  REQUIRE(by_rows[0].row_positions == std::vector<index_t>{2, 3, 4, 5, 6});
+  // Chunks that cut through the image rows, through the second prompt, and none at all.
+  for (index_t chunk : {1, 3, 4, 7, 16, 512}) {
+    INFO("prefill chunk " << chunk);
+    REQUIRE(prefill_logits(f, by_rows, chunk) == prefill_logits(f, by_ids, chunk));
+  }
+  // And through generate(): the same tokens from ids and from rows, alone and batched.
+  lm::generation_options opt;
+  opt.max_new_tokens = 12;
+  opt.prefill_chunk = 4;
+  lm::kv_cache<float> cache(f.dec.cache_shape(2, 96));
+  auto const a = lm::generate(f.dec, f.tok, std::span<lm::prompt const>(by_ids), opt, cache, f.ctx);
+  auto const b = lm::generate(f.dec, f.tok, std::span<lm::prompt const>(by_rows), opt, cache, f.ctx);
+  REQUIRE(a[0].tokens == b[0].tokens);
+  REQUIRE(a[1].tokens == b[1].tokens);
+}
+
+TEST_CASE("generate: splice refuses a pad count that is not the row count; bad rows are refused",
+          "[lm][generate][unit]") {
+  fixture f;
+  index_t const d = f.dec.d_model();
+  std::vector<float> const rows(static_cast<std::size_t>(3 * d), 0.5f);
+  std::vector<text::token_id> const ids{5, 9, 9, 7};
+  REQUIRE_THROWS_WITH(lm::splice(ids, 9, tensor_view<float const, 2>(rows.data(), {3, d})),
+                      Catch::Matchers::ContainsSubstring("2 pad tokens") &&
+                          Catch::Matchers::ContainsSubstring("3 rows"));
+  lm::prompt const ok = lm::splice(ids, 9, tensor_view<float const, 2>(rows.data(), {2, d}));
+  REQUIRE(ok.row_positions == std::vector<index_t>{1, 2});
+  // Rows of the wrong width are refused before any work.
+  lm::prompt const narrow = lm::splice(ids, 9, tensor_view<float const, 2>(rows.data(), {2, d - 1}));
+  lm::kv_cache<float> cache(f.dec.cache_shape(1, 32));
+  REQUIRE_THROWS_WITH(lm::generate(f.dec, f.tok, narrow, lm::generation_options{}, cache, f.ctx),
+                      Catch::Matchers::ContainsSubstring("rows must be [n, 64]"));
+}
+
+TEST_CASE("generate: continue_cache extends a slot; prefill continues where the slot ends", "[lm][generate][unit]") {
+  fixture f;
+  std::vector<text::token_id> const first = f.prompt("hello world");
+  std::vector<text::token_id> const second = f.prompt(" and the quick brown fox");
+  std::vector<text::token_id> both = first;
+  both.insert(both.end(), second.begin(), second.end());
+  index_t const vocab = f.dec.vocab_size();
+  // prefill(first) then prefill(second) into the same slot = prefill(first + second), one piece
+  // at a time so that every GEMM sees the same row count in both runs (bitwise comparable).
+  lm::kv_cache<float> cache(f.dec.cache_shape(1, 64));
+  std::vector<index_t> const slot{0};
+  std::vector<float> two(static_cast<std::size_t>(vocab)), one(static_cast<std::size_t>(vocab));
+  std::vector<lm::prompt> const p1{lm::prompt(first)}, p2{lm::prompt(second)}, p12{lm::prompt(both)};
+  lm::prefill(f.dec, std::span<lm::prompt const>(p1), slot, cache, tensor_view<float, 2>(two.data(), {1, vocab}), f.ctx, 1);
+  lm::prefill(f.dec, std::span<lm::prompt const>(p2), slot, cache, tensor_view<float, 2>(two.data(), {1, vocab}), f.ctx, 1);
+  REQUIRE(cache.length(0) == static_cast<index_t>(both.size()));
+  cache.reset(0);
+  lm::prefill(f.dec, std::span<lm::prompt const>(p12), slot, cache, tensor_view<float, 2>(one.data(), {1, vocab}), f.ctx, 1);
+  REQUIRE(two == one);
+  // generate with continue_cache: a second turn continues the first turn's cache. The cache holds
+  // the first turn's prompt and all its tokens but the last, which the second prompt must start with.
+  lm::generation_options opt;
+  opt.max_new_tokens = 6;
+  opt.prefill_chunk = 1;
+  lm::kv_cache<float> c2(f.dec.cache_shape(1, 96));
+  auto const turn1 = lm::generate(f.dec, f.tok, lm::prompt(first), opt, c2, f.ctx);
+  REQUIRE(c2.length(0) == static_cast<index_t>(first.size() + turn1.tokens.size() - 1));
+  std::vector<text::token_id> next{turn1.tokens.back()};
+  next.insert(next.end(), second.begin(), second.end());
+  lm::generation_options cont = opt;
+  cont.continue_cache = true;
+  auto const turn2 = lm::generate(f.dec, f.tok, lm::prompt(next), cont, c2, f.ctx);
+  // The same as one fresh run over the whole conversation so far.
+  std::vector<text::token_id> whole = first;
+  whole.insert(whole.end(), turn1.tokens.begin(), turn1.tokens.end());
+  whole.insert(whole.end(), second.begin(), second.end());
+  lm::kv_cache<float> c3(f.dec.cache_shape(1, 96));
+  lm::generation_options fresh = opt;
+  auto const direct = lm::generate(f.dec, f.tok, lm::prompt(whole), fresh, c3, f.ctx);
+  REQUIRE(turn2.tokens == direct.tokens);
+  // A continuation that would not fit is refused, naming what is cached.
+  lm::kv_cache<float> small(f.dec.cache_shape(1, static_cast<index_t>(first.size()) + 2));
+  (void)lm::generate(f.dec, f.tok, lm::prompt(first), opt, small, f.ctx);
+  REQUIRE_THROWS_WITH(lm::generate(f.dec, f.tok, lm::prompt(second), cont, small, f.ctx),
+                      Catch::Matchers::ContainsSubstring("cached"));
 }
