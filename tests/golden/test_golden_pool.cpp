@@ -13,6 +13,7 @@
 #include <tessera/core/seq_offsets.hpp>
 #include <tessera/core/tensor_view.hpp>
 #include <tessera/io/safetensors.hpp>
+#include <tessera/model/projector/patch_merger.hpp>
 #include <tessera/nn/activation.hpp>
 #include <tessera/nn/layer_norm.hpp>
 #include <tessera/nn/linear.hpp>
@@ -127,6 +128,37 @@ TEMPLATE_TEST_CASE("golden: patch_merge_2x2 is PatchMerger's view(-1, 4 d); LN -
                        ctx);
   CHECK(out.intact());
   require_close(label<TestType>("merger.out"), out.values(), g.get<float>("merger.out"), test::tol<float>::vs_golden);
+}
+
+TEMPLATE_TEST_CASE("golden: model::patch_merger (the POINTS1.5 projector block) equals transformers' PatchMerger",
+                   "[golden][model][patch_merger]", backend::reference, backend::cpu) {
+  auto const& g = blocks();
+  auto const thw = g.get<std::int32_t>("merger.grid_thw");
+  std::vector<patch_grid> grids;
+  for (std::size_t i = 0; i + 2 < thw.size(); i += 3) grids.push_back({thw[i], thw[i + 1], thw[i + 2]});
+  index_t n = 0;
+  for (auto const& gr : grids) n += gr.n_patches();
+  model::patch_merger_config const c{.context_dim = 64, .merge_size = 2, .hidden_dim = 256, .out_dim = 96};
+  auto const x = g.get<float>("merger.x");
+  auto const lw = g.get<float>("merger.ln_q.weight"), lb = g.get<float>("merger.ln_q.bias");
+  auto const w0 = g.get<float>("merger.mlp.0.weight"), b0 = g.get<float>("merger.mlp.0.bias");
+  auto const w2 = g.get<float>("merger.mlp.2.weight"), b2 = g.get<float>("merger.mlp.2.bias");
+  model::patch_merger_weights<float> w;
+  w.ln_q = {view1(lw), view1(lb)};
+  w.fc1 = {view2(w0, c.hidden_dim, c.hidden_dim), view1(b0)};
+  w.fc2 = {view2(w2, c.out_dim, c.hidden_dim), view1(b2)};
+  exec_ctx<TestType> ctx(2);
+  test::guarded<float> out(n / 4 * c.out_dim);
+  model::patch_merger<TestType>(view2(x, n, c.context_dim), grids, pack::token_order::merge_window_major, c, w,
+                                out.view(n / 4, c.out_dim), ctx);
+  CHECK(out.intact());
+  require_close(label<TestType>("patch_merger block: merger.out"), out.values(), g.get<float>("merger.out"),
+                test::tol<float>::vs_golden);
+  // Wrong shapes are refused with the block's name.
+  test::guarded<float> small(n / 4 * (c.out_dim - 1));
+  REQUIRE_THROWS_AS(model::patch_merger<TestType>(view2(x, n, c.context_dim), grids, pack::token_order::merge_window_major,
+                                                  c, w, small.view(n / 4, c.out_dim - 1), ctx),
+                    tessera::error);
 }
 
 TEMPLATE_TEST_CASE("golden: map_head matches timm AttentionPoolLatent", "[golden][pool][attention_pool]",

@@ -7,12 +7,14 @@
 #include "common/temp_dir.hpp"
 
 #include <tessera/model/points15/checkpoint.hpp>
+#include <tessera/model/qwen2_vl/encoder.hpp>
 
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -29,6 +31,12 @@ namespace io = tessera::io;
 namespace model = tessera::model;
 namespace lm = tessera::lm;
 namespace nn = tessera::nn;
+namespace backend = tessera::backend;
+namespace pack = tessera::pack;
+namespace vision = tessera::vision;
+using tessera::exec_ctx;
+using tessera::patch_grid;
+using tessera::tensor_view;
 using Catch::Matchers::ContainsSubstring;
 using tessera::bf16;
 using tessera::dtype;
@@ -702,4 +710,43 @@ TEST_CASE("weight map: POINTS' unused ViT merger is skipped only with the refere
   io::weight_binder b3(ck3);
   (void)model::bind_vision_encoder<bf16>(b3, v);
   REQUIRE_TESSERA_ERROR((void)b3.finish(), "'vision_encoder.merger.mlp.1.weight'");
+}
+
+namespace {
+
+/// An encoder built from a temporary: the checkpoint, the binder and the weights object are gone
+/// when it returns, so the encoder may only use memory it keeps alive itself (the f32 copies the
+/// binder converted from bf16). Under AddressSanitizer a view into freed memory fails the test.
+model::qwen2vl_encoder<backend::cpu, float> encoder_from_temporaries(std::filesystem::path const& file,
+                                                                     model::qwen2_vl_vision_config const& v) {
+  auto const ckpt = std::make_unique<io::checkpoint>(file);
+  io::weight_binder b(*ckpt, io::dtype_policy::convert);
+  return model::make_qwen2vl_encoder<backend::cpu, float>(v, model::bind_vision_encoder<float>(b, v));
+}
+
+}  // namespace
+
+TEST_CASE("qwen2_vl encoder: built from temporary converted weights, it keeps them alive",
+          "[model][qwen2_vl][unit]") {
+  temp_dir dir;
+  model::qwen2_vl_vision_config const v = tiny_vision();
+  tiny_vision_tensors("visual.").write(dir.path() / "vit.safetensors");  // bf16: binding as f32 converts every tensor
+  auto const enc = encoder_from_temporaries(dir.path() / "vit.safetensors", v);
+  // The same encoder over weights whose checkpoint is alive, as the reference result.
+  io::checkpoint const ck(dir.path() / "vit.safetensors");
+  io::weight_binder b(ck, io::dtype_policy::convert);
+  auto const ref = model::make_qwen2vl_encoder<backend::cpu, float>(v, model::bind_vision_encoder<float>(b, v));
+  std::vector<patch_grid> const grids{{1, 2, 4}};
+  pack::pack_plan const plan = model::qwen2vl_plan(grids, v);
+  index_t const n = plan.n_slots();
+  std::vector<float> px(static_cast<std::size_t>(n * v.patch_dim));
+  for (std::size_t i = 0; i < px.size(); ++i) px[i] = static_cast<float>((i * 37 % 23)) / 23.0f - 0.5f;
+  std::vector<float> got(static_cast<std::size_t>(n * v.embed_dim)), want(got.size());
+  exec_ctx<backend::cpu> ctx(1);
+  enc.forward(tensor_view<float const, 2>(px.data(), {n, v.patch_dim}), vision::batch_of(plan),
+              tensor_view<float, 2>(got.data(), {n, v.embed_dim}), ctx);
+  ref.forward(tensor_view<float const, 2>(px.data(), {n, v.patch_dim}), vision::batch_of(plan),
+              tensor_view<float, 2>(want.data(), {n, v.embed_dim}), ctx);
+  REQUIRE(std::all_of(got.begin(), got.end(), [](float x) { return std::isfinite(x); }));
+  REQUIRE(got == want);  // same weights, same backend and threads: bitwise
 }
