@@ -54,11 +54,17 @@ struct compare_result {
   bool ok = true;
   std::int64_t n = 0, n_bad = 0, worst = -1;
   double max_abs = 0, max_rel = 0, worst_budget_share = 0, got_at_worst = 0, want_at_worst = 0;
+  /// compare_scaled only (negative otherwise): the atol of the worst element's row, and the
+  /// smallest rel_floor with which every element would have passed.
+  double atol_at_worst = -1, min_rel_floor = -1;
   [[nodiscard]] std::string report() const {
     std::ostringstream os;
     os << (ok ? "ok" : "MISMATCH") << ": " << n_bad << "/" << n << " elements outside budget; worst index " << worst
        << " got " << got_at_worst << " want " << want_at_worst << "; max abs " << max_abs << ", max rel " << max_rel
        << ", " << 100.0 * worst_budget_share << "% of budget used";
+    if (atol_at_worst >= 0)
+      os << " (row-scaled atol " << atol_at_worst << " there; needs rel floor >= " << std::max(min_rel_floor, 0.0)
+         << ")";
     return os.str();
   }
 };
@@ -99,6 +105,57 @@ template <class G, class W>
 [[nodiscard]] compare_result compare(std::vector<G> const& got, std::vector<W> const& want, tolerance t) {
   REQUIRE(got.size() == want.size());
   return compare(got.data(), want.data(), static_cast<std::int64_t>(got.size()), t);
+}
+
+/// Like compare(), but the absolute floor of each row of `row_len` elements follows that row's
+/// magnitude: atol_row = min(t.atol, rel_floor * max |want| over the row's finite values), so a
+/// row of small outputs (softmax over 1280 entries, probabilities ~1e-3) is not compared against
+/// a fixed 1e-4 that hides any error. rtol is t.rtol; the budget is never wider than t. A row
+/// whose finite values are all 0 gets atol 0 (exact). row_len = n: one scale for the whole output.
+/// The result's min_rel_floor is the smallest rel_floor with which every element would have passed
+/// (given rtol), i.e. the measured error in units of the row's magnitude.
+template <class G, class W>
+[[nodiscard]] compare_result compare_scaled(G const* got, W const* want, std::int64_t n, std::int64_t row_len,
+                                            tolerance t, double rel_floor) {
+  REQUIRE(row_len > 0);
+  REQUIRE(n % row_len == 0);
+  compare_result r;
+  r.n = n;
+  r.min_rel_floor = 0;
+  for (std::int64_t b = 0; b < n; b += row_len) {
+    double scale = 0;
+    for (std::int64_t i = b; i < b + row_len; ++i) {
+      double const w = to_float(want[i]);
+      if (std::isfinite(w)) scale = std::max(scale, std::fabs(w));
+    }
+    tolerance const tr{std::min(t.atol, rel_floor * scale), t.rtol};
+    compare_result const c = compare(got + b, want + b, row_len, tr);
+    for (std::int64_t i = b; i < b + row_len; ++i) {
+      double const g = to_float(got[i]), w = to_float(want[i]);
+      if (!std::isfinite(w) || !std::isfinite(g)) continue;
+      double const over = std::fabs(g - w) - t.rtol * std::fabs(w);
+      if (over > 0) r.min_rel_floor = std::max(r.min_rel_floor, scale > 0 ? over / scale : INFINITY);
+    }
+    r.n_bad += c.n_bad;
+    r.max_abs = std::max(r.max_abs, c.max_abs);
+    r.max_rel = std::max(r.max_rel, c.max_rel);
+    if (c.worst >= 0 && (c.worst_budget_share > r.worst_budget_share || r.worst < 0)) {
+      r.worst_budget_share = c.worst_budget_share;
+      r.worst = b + c.worst;
+      r.got_at_worst = c.got_at_worst;
+      r.want_at_worst = c.want_at_worst;
+      r.atol_at_worst = tr.atol;
+    }
+  }
+  r.ok = r.n_bad == 0;
+  return r;
+}
+
+template <class G, class W>
+[[nodiscard]] compare_result compare_scaled(std::vector<G> const& got, std::vector<W> const& want,
+                                            std::int64_t row_len, tolerance t, double rel_floor) {
+  REQUIRE(got.size() == want.size());
+  return compare_scaled(got.data(), want.data(), static_cast<std::int64_t>(got.size()), row_len, t, rel_floor);
 }
 
 /// REQUIREs closeness and prints the report (with the seed) either way on failure.

@@ -232,7 +232,7 @@ TEST_CASE("golden: decoding every fixture format and mode equals Pillow's conver
   }
 }
 
-TEST_CASE("golden: the JPEG photo decodes to stb_image's pixels, close to libjpeg-turbo's", "[golden][io][image]") {
+TEST_CASE("golden: the JPEG photo decodes to stb_image's pixels", "[golden][io][image]") {
   auto const& d = manifest()["jpeg_decoder_difference"];
   std::filesystem::path const p = test::shared_images_dir() / d["file"].get<std::string>();
   if (!std::filesystem::exists(p)) SKIP(p.string() << " is absent (real images are never copied into the repository)");
@@ -240,7 +240,4 @@ TEST_CASE("golden: the JPEG photo decodes to stb_image's pixels, close to libjpe
   for (auto const& c : manifest()["cases"])
     if (c["source"]["kind"] == "real" && c["source"]["file"] == d["file"])
       CHECK(test::hex64(test::fnv1a64(img.data(), img.pixels().size())) == c["source"]["decoded_fnv1a64"].get<std::string>());
-  // The measured libjpeg-turbo difference stays what docs/inputs.md reports.
-  CHECK(d["max_abs_diff"].get<int>() <= 3);
-  CHECK(d["percent_bytes_differing"].get<double>() < 1.0);
 }

@@ -10,10 +10,18 @@ names, dtypes and shapes).
 Tensor names are "<case>.<tensor>" (e.g. "layer_norm_d1280.x", ".weight", ".bias", ".y").
 Layouts are tessera's: row-major [rows, features]; RoPE tensors are [n_tokens, n_heads, head_dim].
 
+The eps-sensitive normalization cases (rows whose variance is comparable to eps, each computed
+with eps = 1e-5 and eps = 1e-6) go to <out>/nn_norm_eps.safetensors with their own manifest
+<out>/nn_norm_eps_manifest.json; they have their own seeds, so adding them changed nothing in the
+files above. `--only norm_eps` writes just those two files (`--only kernels` just the others).
+
 Regenerate only on purpose (a new case, a new pinned torch/transformers); CI never runs this.
-The output is byte-for-byte reproducible: run it twice and compare sha256 sums.
+The output is byte-for-byte reproducible on one machine: run it twice and compare sha256 sums.
+(F.linear's f32 outputs may differ in the last bit between CPUs, as torch picks its GEMM kernel
+by CPU features: regenerating on another machine can change the linear / MLP outputs by ~1 ulp.)
 
     .venv/bin/python tools/golden/make_nn_goldens.py --out tests/golden
+    .venv/bin/python tools/golden/make_nn_goldens.py --out tests/golden --only norm_eps
 """
 from __future__ import annotations
 
@@ -41,6 +49,9 @@ from transformers.models.qwen2.modeling_qwen2 import (
 
 FILE_NAME = "nn_kernels.safetensors"
 FILE_NAME_LARGE = "nn_linear_k1280.safetensors"  # the K > 1024 linear cases (their weights are ~1.5 MB)
+FILE_NAME_NORM_EPS = "nn_norm_eps.safetensors"  # the eps-sensitive norm cases (own manifest, own seeds)
+MANIFEST_NAME = "manifest.json"
+MANIFEST_NAME_NORM_EPS = "nn_norm_eps_manifest.json"
 MAX_FILE_BYTES = 2 * 1024 * 1024  # style guide §8: every golden file under 2 MB
 
 _DTYPE_NAME = {
@@ -56,10 +67,10 @@ _DTYPE_NAME = {
 class Golden:
     """Collects tensors and per-case manifest entries."""
 
-    def __init__(self) -> None:
+    def __init__(self, first_seed: int = 1000) -> None:
         self.files: "OrderedDict[str, OrderedDict[str, torch.Tensor]]" = OrderedDict()
         self.cases: "OrderedDict[str, dict]" = OrderedDict()
-        self._next_seed = 1000
+        self._next_seed = first_seed
 
     def case(self, name: str, op: str, module: str, file: str = FILE_NAME, **params) -> tuple[dict, int]:
         assert name not in self.cases, name
@@ -248,6 +259,81 @@ def norm_cases(g: Golden) -> None:
 
 
 # --------------------------------------------------------------------------------------------- #
+# normalization where eps matters (nn_norm_eps.safetensors)
+# --------------------------------------------------------------------------------------------- #
+NORM_EPS_VALUES = (1e-5, 1e-6)
+
+
+def low_variance_rows(rows: int, d: int, centers: list[float], scales: list[float]) -> torch.Tensor:
+    """Row r = centers[r] + scales[r] * N(0, 1): a variance of scales[r]^2, comparable to eps."""
+    assert len(centers) == rows and len(scales) == rows
+    c = torch.tensor(centers, dtype=torch.float32)[:, None]
+    s = torch.tensor(scales, dtype=torch.float32)[:, None]
+    return c + s * torch.randn(rows, d)
+
+
+def norm_eps_cases(g: Golden) -> None:
+    """layer_norm and Qwen2RMSNorm on rows with variance (LayerNorm) or mean square (RMSNorm) of
+    1e-7 .. 1e-5, so that eps = 1e-5 and eps = 1e-6 give clearly different outputs; each case
+    stores one x and its parameters and one output per eps ("y_eps1e-05", "y_eps1e-06")."""
+    # LayerNorm: small offsets. With a large one torch's own f32 LayerNorm loses bits in x - mean:
+    # center -1, std 1e-3 put torch's f32 output 1.6e-4 from the float64 result (a first draft of
+    # this file), more than the C++ tests' budget, whatever the kernel does. Each case records
+    # torch's f32 - float64 difference as torch_f32_vs_f64_max_abs.
+    for rows, d, with_bias in ((6, 129, True), (3, 1280, True), (4, 72, False)):
+        name = f"layer_norm_lowvar_r{rows}_d{d}_f32" + ("" if with_bias else "_nobias")
+        centers = [0.0, 0.01, -0.03, 0.1, 0.2, -0.05][:rows]
+        scales = [1e-3, 3e-4, 3e-3, 1e-3, 1e-3, 1e-3][:rows]
+        g.case(name, "layer_norm", "torch.nn.functional.layer_norm", file=FILE_NAME_NORM_EPS,
+               eps=list(NORM_EPS_VALUES), weight_dtype="F32", bias=with_bias, row_centers=centers,
+               row_noise_std=scales,
+               note="x row r = center + std * N(0,1): variance ~std^2, comparable to eps; "
+                    "y_eps<eps> = F.layer_norm(x, (d,), weight, bias, eps)")
+        x = g.put(name, "x", low_variance_rows(rows, d, centers, scales), "input")
+        w = g.put(name, "weight", 1.0 + 0.5 * torch.randn(d), "param")
+        b = g.put(name, "bias", 0.5 * torch.randn(d), "param") if with_bias else None
+        f64 = {}
+        for eps in NORM_EPS_VALUES:
+            with torch.no_grad():
+                y = F.layer_norm(x, (d,), w, b, eps)
+                y64 = F.layer_norm(x.double(), (d,), w.double(), None if b is None else b.double(), eps)
+            g.put(name, f"y_eps{eps:g}", y, "output")
+            f64[f"eps{eps:g}"] = (y.double() - y64).abs().max().item()
+        g.cases[name]["params"]["torch_f32_vs_f64_max_abs"] = f64
+
+    # RMSNorm: centered rows (the mean square, not the variance, meets eps).
+    for rows, d in ((5, 72), (3, 1280)):
+        name = f"rms_norm_lowvar_r{rows}_d{d}_f32"
+        centers = [0.0, 0.0, 1e-3, -5e-4, 0.0][:rows]
+        scales = [1e-3, 3e-4, 1e-3, 3e-3, 1e-4][:rows]
+        g.case(name, "rms_norm", "transformers.models.qwen2.modeling_qwen2.Qwen2RMSNorm", file=FILE_NAME_NORM_EPS,
+               eps=list(NORM_EPS_VALUES), weight_dtype="F32", row_centers=centers, row_noise_std=scales,
+               note="x row r = center + std * N(0,1): mean square ~center^2 + std^2, comparable to eps; "
+                    "y_eps<eps> = Qwen2RMSNorm(d, eps) with the stored weight")
+        x = g.put(name, "x", low_variance_rows(rows, d, centers, scales), "input")
+        w = g.put(name, "weight", 1.0 + 0.5 * torch.randn(d), "param")
+        f64 = {}
+        for eps in NORM_EPS_VALUES:
+            mod = Qwen2RMSNorm(d, eps=eps)
+            with torch.no_grad():
+                mod.weight = torch.nn.Parameter(w.clone(), requires_grad=False)
+                y = mod(x)
+                x64 = x.double()
+                y64 = w.double() * (x64 * torch.rsqrt(x64.pow(2).mean(-1, keepdim=True) + eps))
+            assert y.dtype == torch.float32
+            g.put(name, f"y_eps{eps:g}", y, "output")
+            f64[f"eps{eps:g}"] = (y.double() - y64).abs().max().item()
+        g.cases[name]["params"]["torch_f32_vs_f64_max_abs"] = f64
+
+    # The two eps must be told apart: every case's outputs differ by far more than a 1e-4 budget.
+    for name, entry in g.cases.items():
+        ys = [g.files[FILE_NAME_NORM_EPS][f"{name}.y_eps{eps:g}"] for eps in NORM_EPS_VALUES]
+        diff = (ys[0] - ys[1]).abs().max().item()
+        entry["params"]["max_abs_diff_between_eps"] = diff
+        assert diff > 1e-2, (name, diff)
+
+
+# --------------------------------------------------------------------------------------------- #
 # softmax
 # --------------------------------------------------------------------------------------------- #
 def softmax_cases(g: Golden) -> None:
@@ -377,28 +463,12 @@ def mlp_cases(g: Golden) -> None:
     g.put(name, "y", y, "output")
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", required=True, help="output directory (tests/golden)")
-    args = ap.parse_args()
-
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
-    torch.set_default_dtype(torch.float32)
-
-    g = Golden()
-    dtype_cases(g)
-    linear_cases(g)
-    norm_cases(g)
-    softmax_cases(g)
-    activation_cases(g)
-    rope_cases(g)
-    mlp_cases(g)
-
-    os.makedirs(args.out, exist_ok=True)
+def write(g: Golden, out: str, manifest_name: str, regenerate: str) -> int:
+    """Writes g's files and its manifest into out; 1 if a file is over the size limit."""
+    os.makedirs(out, exist_ok=True)
     sizes = OrderedDict()
     for file, tensors in g.files.items():
-        path = os.path.join(args.out, file)
+        path = os.path.join(out, file)
         safetensors.torch.save_file(dict(tensors), path, metadata={"generator": "tools/golden/make_nn_goldens.py"})
         sizes[file] = os.path.getsize(path)
         if sizes[file] >= MAX_FILE_BYTES:
@@ -408,7 +478,7 @@ def main() -> int:
 
     manifest = OrderedDict()
     manifest["generator"] = "tools/golden/make_nn_goldens.py"
-    manifest["regenerate"] = ".venv/bin/python tools/golden/make_nn_goldens.py --out tests/golden"
+    manifest["regenerate"] = regenerate
     manifest["versions"] = OrderedDict(
         python=platform.python_version(), torch=torch.__version__, transformers=transformers.__version__,
         safetensors=safetensors.__version__, numpy=np.__version__)
@@ -420,10 +490,43 @@ def main() -> int:
             bytes=sizes[file], n_tensors=len(tensors),
             cases=[c for c, e in g.cases.items() if e["file"] == file])
     manifest["cases"] = g.cases
-    with open(os.path.join(args.out, "manifest.json"), "w", encoding="utf-8", newline="\n") as f:
+    with open(os.path.join(out, manifest_name), "w", encoding="utf-8", newline="\n") as f:
         json.dump(manifest, f, indent=1)
         f.write("\n")
-    print(f"wrote {os.path.join(args.out, 'manifest.json')} ({len(g.cases)} cases)")
+    print(f"wrote {os.path.join(out, manifest_name)} ({len(g.cases)} cases)")
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True, help="output directory (tests/golden)")
+    ap.add_argument("--only", choices=("kernels", "norm_eps"), default=None,
+                    help="write only nn_kernels / nn_linear_k1280 + manifest.json (kernels), or only "
+                         "nn_norm_eps + nn_norm_eps_manifest.json (norm_eps); default: both")
+    args = ap.parse_args()
+
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    torch.set_default_dtype(torch.float32)
+
+    if args.only in (None, "kernels"):
+        g = Golden()
+        dtype_cases(g)
+        linear_cases(g)
+        norm_cases(g)
+        softmax_cases(g)
+        activation_cases(g)
+        rope_cases(g)
+        mlp_cases(g)
+        if write(g, args.out, MANIFEST_NAME, ".venv/bin/python tools/golden/make_nn_goldens.py --out tests/golden"):
+            return 1
+
+    if args.only in (None, "norm_eps"):
+        g = Golden(first_seed=2000)
+        norm_eps_cases(g)
+        if write(g, args.out, MANIFEST_NAME_NORM_EPS,
+                 ".venv/bin/python tools/golden/make_nn_goldens.py --out tests/golden --only norm_eps"):
+            return 1
     return 0
 
 
