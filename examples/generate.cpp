@@ -249,7 +249,9 @@ int main(int argc, char** argv) {
     model::qwen2_config const cfg = model::read_qwen2_config(o.model_dir);
     bool const bf16 = o.weights == "auto" ? !cfg.torch_dtype || *cfg.torch_dtype == tessera::dtype::bf16
                                           : o.weights == "bf16";
-    bool const kv_bf16 = o.kv_cache == "auto" ? bf16 : o.kv_cache == "bf16";
+    // auto: lm::default_kv_t of the weights (the cache follows the model, as in transformers).
+    bool const kv_bf16 = o.kv_cache == "auto" ? std::is_same_v<lm::default_kv_t<tessera::bf16>, tessera::bf16> && bf16
+                                              : o.kv_cache == "bf16";
     using tessera::bf16;
     if (bf16) {
       return kv_bf16 ? run<tessera::bf16, tessera::bf16>(o, io::dtype_policy::convert)

@@ -26,6 +26,7 @@
 #include <tessera/nn/swiglu.hpp>
 #include <tessera/nn/add.hpp>
 #include <tessera/nn/embedding.hpp>
+#include <tessera/nn/gather.hpp>
 #include <tessera/pack/patchify.hpp>
 #include <tessera/pack/pack_plan.hpp>
 #include <tessera/pack/token_drop.hpp>
@@ -34,6 +35,7 @@
 #include <tessera/posemb/rope_2d.hpp>
 #include <tessera/posemb/factorized.hpp>
 #include <tessera/attn/masked_attention.hpp>
+#include <tessera/attn/cache_pass.hpp>
 #include <tessera/pool/masked_mean.hpp>
 #include <tessera/pool/masked_max.hpp>
 #include <tessera/pool/patch_merge.hpp>

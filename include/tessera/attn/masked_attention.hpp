@@ -214,6 +214,37 @@ void run_ranged_attention(tensor_view<float const, 3, backend::space_t<Backend>>
 
 }  // namespace detail
 
+/// Attention ranges checked once for a batch: every range inside [0, n_q) x [0, n_kv), query
+/// ranges in increasing order and disjoint. The plan half of a plan / run split: a decoder builds
+/// one per pass and every layer's masked_attention(..., plan, ...) runs with no check of the
+/// ranges and no allocation. Holds a view of the ranges, which must outlive it.
+class range_plan {
+ public:
+  range_plan() = default;
+  /// Throws tessera::error naming the first range out of bounds, out of order or overlapping.
+  range_plan(std::span<seq_range const> ranges, index_t n_q, index_t n_kv) : ranges_(ranges), n_q_(n_q), n_kv_(n_kv) {
+    index_t covered = 0;
+    for (std::size_t s = 0; s < ranges.size(); ++s) {
+      seq_range const& r = ranges[s];
+      TESSERA_CHECK(0 <= r.q_begin && r.q_begin <= r.q_end && r.q_end <= n_q, "attn::range_plan: range ", s,
+                    " has queries [", r.q_begin, ", ", r.q_end, "), outside q's [0, ", n_q, ")");
+      TESSERA_CHECK(0 <= r.kv_begin && r.kv_begin <= r.kv_end && r.kv_end <= n_kv, "attn::range_plan: range ", s,
+                    " has keys [", r.kv_begin, ", ", r.kv_end, "), outside k's [0, ", n_kv, ")");
+      TESSERA_CHECK(r.q_begin >= covered || r.q_begin == r.q_end, "attn::range_plan: range ", s, " starts at query ",
+                    r.q_begin, ", before the end of the ranges before it (", covered,
+                    "): query ranges must be in order and disjoint");
+      if (r.q_end > r.q_begin) covered = r.q_end;
+    }
+  }
+  [[nodiscard]] std::span<seq_range const> ranges() const noexcept { return ranges_; }
+  [[nodiscard]] index_t n_q() const noexcept { return n_q_; }
+  [[nodiscard]] index_t n_kv() const noexcept { return n_kv_; }
+
+ private:
+  std::span<seq_range const> ranges_;
+  index_t n_q_ = 0, n_kv_ = 0;
+};
+
 /// Multi-head attention over packed sequences with a flash-style online softmax. Sequence s:
 /// queries [q_seqs.begin(s), q_seqs.end(s)) see keys / values [kv_seqs.begin(s), kv_seqs.end(s))
 /// (with the causal rule of `opt`); out = softmax(scale * q k^T) v per head, computed in f32.
@@ -289,6 +320,23 @@ void masked_attention(tensor_view<float const, 3, backend::space_t<Backend>> q,
                       tensor_view<float, 3, backend::space_t<Backend>> out, exec_ctx<Backend>& ctx,
                       attention_options const& opt = {}, tensor_view<float, 2, backend::space_t<Backend>> lse = {}) {
   detail::run_ranged_attention<Backend, bf16>(q, k, v, ranges, out, ctx, opt, lse);
+}
+
+/// The run half of the plan / run split: attention over the ranges of a range_plan (built once
+/// per batch), with f32 or bf16 k / v, as the explicit-range overloads compute it. Checks only the
+/// operands' shapes against the plan; allocates nothing for the ranges.
+template <backend::tag Backend = TESSERA_DEFAULT_BACKEND, kv_element KV>
+void masked_attention(tensor_view<float const, 3, backend::space_t<Backend>> q,
+                      tensor_view<KV const, 3, backend::space_t<Backend>> k,
+                      tensor_view<KV const, 3, backend::space_t<Backend>> v, range_plan const& plan,
+                      tensor_view<float, 3, backend::space_t<Backend>> out, exec_ctx<Backend>& ctx,
+                      attention_options const& opt = {}, tensor_view<float, 2, backend::space_t<Backend>> lse = {}) {
+  detail::check_attention_operands(q, k, v, out, opt, lse);
+  TESSERA_CHECK(q.extent(0) == plan.n_q() && k.extent(0) == plan.n_kv(), "attn::masked_attention: the plan is for ",
+                plan.n_q(), " queries and ", plan.n_kv(), " keys, got ", q.extent(0), " and ", k.extent(0));
+  if (plan.ranges().empty() || q.extent(0) == 0) return;
+  detail::masked_attention_impl<Backend>::run(q, k, v, plan.ranges(), out, lse,
+                                              detail::resolve_params(opt, q.extent(2)), ctx);
 }
 
 }  // namespace tessera::attn

@@ -18,6 +18,7 @@
 #include <tessera/lm/kv_cache.hpp>
 #include <tessera/lm/qwen2_decoder.hpp>
 #include <tessera/lm/sampler.hpp>
+#include <tessera/nn/gather.hpp>
 #include <tessera/text/token_id.hpp>
 
 #include <algorithm>
@@ -193,7 +194,7 @@ inline void check_prompt(prompt const& p, index_t i, index_t vocab, index_t d_mo
 /// logits of a prompt do not depend on `chunk` beyond the last bits of the GEMMs' blocking.
 template <backend::tag Backend, weight_type T, attn::kv_element KV>
 void prefill(qwen2_decoder<Backend, T> const& dec, std::span<prompt const> prompts, std::span<index_t const> slots,
-             kv_cache<KV>& cache, tensor_view<float, 2> logits, exec_ctx<Backend>& ctx, index_t chunk = 512) {
+             kv_cache<KV, backend::space_t<Backend>>& cache, tensor_view<float, 2> logits, exec_ctx<Backend>& ctx, index_t chunk = 512) {
   auto const n_seqs = static_cast<index_t>(prompts.size());
   index_t const vocab = dec.vocab_size(), d = dec.d_model();
   TESSERA_CHECK(chunk >= 1, "lm::prefill: chunk must be >= 1, got ", chunk);
@@ -245,15 +246,19 @@ void prefill(qwen2_decoder<Backend, T> const& dec, std::span<prompt const> promp
     dec.embed(ids, x, ctx);
     // Caller rows over the embeddings of their positions: piece s covers positions
     // [done_i, done_i + length) of its prompt and rows [pass.begin(s), pass.end(s)) of x.
+    // The prompt's rows of a piece are a contiguous run of p.rows (row_positions increase).
+    auto* const dst = frame.template alloc<index_t>(static_cast<std::size_t>(n));  // [<= n] rows of x
     for (std::size_t s = 0; s < pass_seq.size(); ++s) {
       prompt const& p = prompts[static_cast<std::size_t>(pass_seq[s])];
       if (p.row_positions.empty()) continue;
       index_t const first = done[static_cast<std::size_t>(pass_seq[s])], last = first + lengths[s];
-      auto r = std::lower_bound(p.row_positions.begin(), p.row_positions.end(), first);
-      for (; r != p.row_positions.end() && *r < last; ++r) {
-        auto const row = static_cast<index_t>(r - p.row_positions.begin());
-        std::copy_n(p.rows.row(row), d, x.row(pass.begin(static_cast<index_t>(s)) + (*r - first)));
-      }
+      auto const lo = std::lower_bound(p.row_positions.begin(), p.row_positions.end(), first);
+      auto const hi = std::lower_bound(lo, p.row_positions.end(), last);
+      auto const r0 = static_cast<index_t>(lo - p.row_positions.begin()), r1 = static_cast<index_t>(hi - p.row_positions.begin());
+      for (index_t r = r0; r < r1; ++r)
+        dst[r - r0] = pass.begin(static_cast<index_t>(s)) + (p.row_positions[static_cast<std::size_t>(r)] - first);
+      nn::scatter_rows<Backend>(p.rows.slice_rows(r0, r1), std::span<index_t const>(dst, static_cast<std::size_t>(r1 - r0)),
+                                x, ctx);
     }
     for (std::size_t s = 0; s < pass_seq.size(); ++s) done[static_cast<std::size_t>(pass_seq[s])] += lengths[s];
     dec.forward(x, pass, pass_slots, cache, ctx);
@@ -262,7 +267,8 @@ void prefill(qwen2_decoder<Backend, T> const& dec, std::span<prompt const> promp
     auto const nf = static_cast<index_t>(finishing.size());
     tensor_view<float, 2> const last(frame.template alloc<float>(static_cast<std::size_t>(nf * d)), {nf, d});  // [nf, d_model]
     tensor_view<float, 2> const out(frame.template alloc<float>(static_cast<std::size_t>(nf * vocab)), {nf, vocab});
-    for (index_t f = 0; f < nf; ++f) std::copy_n(x.row(pass.end(finishing[static_cast<std::size_t>(f)]) - 1), d, last.row(f));
+    for (index_t f = 0; f < nf; ++f) dst[f] = pass.end(finishing[static_cast<std::size_t>(f)]) - 1;
+    nn::gather_rows<Backend>(tensor_view<float const, 2>(x), std::span<index_t const>(dst, static_cast<std::size_t>(nf)), last, ctx);
     dec.lm_head(last, out, ctx);
     for (index_t f = 0; f < nf; ++f) {
       index_t const seq = pass_seq[static_cast<std::size_t>(finishing[static_cast<std::size_t>(f)])];
@@ -276,7 +282,7 @@ void prefill(qwen2_decoder<Backend, T> const& dec, std::span<prompt const> promp
 /// slots or a full slot (qwen2_decoder::run's checks).
 template <backend::tag Backend, weight_type T, attn::kv_element KV>
 void decode_step(qwen2_decoder<Backend, T> const& dec, std::span<token_id const> ids, std::span<index_t const> slots,
-                 kv_cache<KV>& cache, tensor_view<float, 2> logits, exec_ctx<Backend>& ctx) {
+                 kv_cache<KV, backend::space_t<Backend>>& cache, tensor_view<float, 2> logits, exec_ctx<Backend>& ctx) {
   std::vector<index_t> const ones(ids.size(), 1);
   dec.run(ids, seq_offsets::from_lengths(std::span<index_t const>(ones)), slots, cache, logits, ctx);
 }
@@ -427,7 +433,7 @@ class sequence_state {
 template <backend::tag Backend, weight_type T, attn::kv_element KV, detokenizer Tok>
 std::vector<generation_result> generate(qwen2_decoder<Backend, T> const& dec, Tok const& tok,
                                         std::span<prompt const> prompts, generation_options const& opt,
-                                        kv_cache<KV>& cache, exec_ctx<Backend>& ctx,
+                                        kv_cache<KV, backend::space_t<Backend>>& cache, exec_ctx<Backend>& ctx,
                                         text_callback const& on_text = {}, generation_stats* stats = nullptr) {
   using clock = std::chrono::steady_clock;
   auto const n_seqs = static_cast<index_t>(prompts.size());
@@ -530,7 +536,7 @@ std::vector<generation_result> generate(qwen2_decoder<Backend, T> const& dec, To
 template <backend::tag Backend, weight_type T, attn::kv_element KV, detokenizer Tok>
 std::vector<generation_result> generate(qwen2_decoder<Backend, T> const& dec, Tok const& tok,
                                         std::span<std::vector<token_id> const> prompts, generation_options const& opt,
-                                        kv_cache<KV>& cache, exec_ctx<Backend>& ctx, text_callback const& on_text = {},
+                                        kv_cache<KV, backend::space_t<Backend>>& cache, exec_ctx<Backend>& ctx, text_callback const& on_text = {},
                                         generation_stats* stats = nullptr) {
   std::vector<prompt> const ps(prompts.begin(), prompts.end());
   return generate(dec, tok, std::span<prompt const>(ps), opt, cache, ctx, on_text, stats);
@@ -539,7 +545,7 @@ std::vector<generation_result> generate(qwen2_decoder<Backend, T> const& dec, To
 /// One prompt (slot 0 of the cache).
 template <backend::tag Backend, weight_type T, attn::kv_element KV, detokenizer Tok>
 generation_result generate(qwen2_decoder<Backend, T> const& dec, Tok const& tok, prompt one_prompt,
-                           generation_options const& opt, kv_cache<KV>& cache, exec_ctx<Backend>& ctx,
+                           generation_options const& opt, kv_cache<KV, backend::space_t<Backend>>& cache, exec_ctx<Backend>& ctx,
                            text_callback const& on_text = {}, generation_stats* stats = nullptr) {
   std::vector<prompt> const one{std::move(one_prompt)};
   return std::move(generate(dec, tok, std::span<prompt const>(one), opt, cache, ctx, on_text, stats).front());

@@ -28,6 +28,12 @@ struct kv_cache_shape {
   index_t head_dim = 0;
 };
 
+/// The KV element type that follows a model's weights, as transformers' cache takes the model's
+/// dtype: bf16 weights keep a bf16 cache, f32 weights an f32 one (f16 weights too: tessera runs
+/// them with f32 products, and f32 is the closer of its two cache types to an f16 model's cache).
+template <class W>
+using default_kv_t = std::conditional_t<std::is_same_v<std::remove_cv_t<W>, bf16>, bf16, float>;
+
 /// Keys and values of every layer for n_slots sequences of up to max_context positions.
 ///
 /// Layout, per layer and for K and V separately: [n_slots, max_context, n_kv_heads, head_dim],
@@ -42,11 +48,13 @@ struct kv_cache_shape {
 /// The cache only stores; text::qwen2_decoder writes the rows of new tokens and then advances
 /// the lengths. A slot is reused with reset(slot); truncate() rolls a sequence back (e.g. to a
 /// shared prompt prefix). Move-only; one buffer per K and V allocated at construction, nothing
-/// afterwards.
-template <attn::kv_element KV>
+/// afterwards. The storage lives in `Space` (host memory for the host backends; a device cache
+/// needs backend/cuda/buffer.cuh); the lengths are host bookkeeping either way.
+template <attn::kv_element KV, class Space = host_space>
 class kv_cache {
  public:
   using value_type = KV;
+  using space = Space;
 
   /// Allocates the whole cache (uninitialized) and sets every length to 0. Throws tessera::error
   /// for non-positive sizes or a cache larger than the address space allows.
@@ -63,8 +71,8 @@ class kv_cache {
     index_t const per_layer = layer_elements();
     TESSERA_CHECK(per_layer <= std::numeric_limits<index_t>::max() / shape.n_layers / 2 / static_cast<index_t>(sizeof(KV)),
                   "lm::kv_cache: ", shape.n_layers, " layers of ", per_layer, " elements do not fit in memory");
-    keys_ = host_buffer<KV>(per_layer * shape.n_layers);
-    values_ = host_buffer<KV>(per_layer * shape.n_layers);
+    keys_ = buffer<KV, Space>(per_layer * shape.n_layers);
+    values_ = buffer<KV, Space>(per_layer * shape.n_layers);
     lengths_.assign(static_cast<std::size_t>(shape.n_slots), 0);
   }
 
@@ -109,10 +117,10 @@ class kv_cache {
   }
 
   /// Keys of layer i: [n_slots * max_context, n_kv_heads, head_dim].
-  [[nodiscard]] tensor_view<KV, 3> keys(index_t layer) { return layer_view(keys_, layer); }
-  [[nodiscard]] tensor_view<KV, 3> values(index_t layer) { return layer_view(values_, layer); }
-  [[nodiscard]] tensor_view<KV const, 3> keys(index_t layer) const { return layer_view(keys_, layer); }
-  [[nodiscard]] tensor_view<KV const, 3> values(index_t layer) const { return layer_view(values_, layer); }
+  [[nodiscard]] tensor_view<KV, 3, Space> keys(index_t layer) { return layer_view(keys_, layer); }
+  [[nodiscard]] tensor_view<KV, 3, Space> values(index_t layer) { return layer_view(values_, layer); }
+  [[nodiscard]] tensor_view<KV const, 3, Space> keys(index_t layer) const { return layer_view(keys_, layer); }
+  [[nodiscard]] tensor_view<KV const, 3, Space> values(index_t layer) const { return layer_view(values_, layer); }
 
   /// First row of slot s in the layer views.
   [[nodiscard]] index_t slot_row(index_t slot) const {
@@ -133,12 +141,12 @@ class kv_cache {
     TESSERA_CHECK(layer >= 0 && layer < shape_.n_layers, "lm::kv_cache: layer ", layer, " is outside [0, ",
                   shape_.n_layers, ")");
     using elem = std::remove_pointer_t<decltype(buf.data())>;
-    return tensor_view<elem, 3>(buf.data() + layer * layer_elements(),
+    return tensor_view<elem, 3, Space>(buf.data() + layer * layer_elements(),
                                 {shape_.n_slots * shape_.max_context, shape_.n_kv_heads, shape_.head_dim});
   }
 
   kv_cache_shape shape_;
-  host_buffer<KV> keys_, values_;
+  buffer<KV, Space> keys_, values_;
   std::vector<index_t> lengths_;
 };
 

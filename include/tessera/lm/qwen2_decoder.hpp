@@ -7,6 +7,7 @@
 // reads and extends its own slot of a lm::kv_cache. See docs/decoder.md.
 #pragma once
 
+#include <tessera/attn/cache_pass.hpp>
 #include <tessera/attn/masked_attention.hpp>
 #include <tessera/backend/backend.hpp>
 #include <tessera/backend/exec_ctx.hpp>
@@ -18,6 +19,7 @@
 #include <tessera/lm/decoder_weights.hpp>
 #include <tessera/nn/add.hpp>
 #include <tessera/nn/embedding.hpp>
+#include <tessera/nn/gather.hpp>
 #include <tessera/nn/norm.hpp>
 #include <tessera/nn/linear.hpp>
 #include <tessera/nn/swiglu.hpp>
@@ -106,6 +108,14 @@ class qwen2_decoder {
   [[nodiscard]] index_t d_model() const noexcept { return config_.d_model; }
   [[nodiscard]] index_t vocab_size() const noexcept { return config_.vocab_size; }
 
+  /// The cache type that follows the weights (default_kv_t: an f32 model keeps an f32 cache, a
+  /// bf16 model a bf16 one), in this backend's memory.
+  using cache_type = kv_cache<default_kv_t<T>, backend::space_t<Backend>>;
+  /// A cache of cache_type for n_slots sequences of max_context positions.
+  [[nodiscard]] cache_type make_cache(index_t n_slots, index_t max_context) const {
+    return cache_type(cache_shape(n_slots, max_context));
+  }
+
   /// The cache shape this decoder needs for n_slots sequences of max_context positions.
   [[nodiscard]] kv_cache_shape cache_shape(index_t n_slots, index_t max_context) const noexcept {
     return {config_.n_layers, n_slots, max_context, config_.n_kv_heads, config_.head_dim};
@@ -148,7 +158,7 @@ class qwen2_decoder {
   /// Determinism: bitwise reproducible for a backend, shape and thread count; a sequence's
   /// results do not depend on the other sequences of the batch.
   template <attn::kv_element KV>
-  void forward(tensor_view<float, 2> x, seq_offsets const& seqs, std::span<index_t const> slots, kv_cache<KV>& cache,
+  void forward(tensor_view<float, 2> x, seq_offsets const& seqs, std::span<index_t const> slots, kv_cache<KV, backend::space_t<Backend>>& cache,
                exec_ctx<Backend>& ctx, decoder_observer const& observe = {}) const {
     decoder_config const& c = config_;
     index_t const n = x.extent(0), d = c.d_model, H = c.n_heads, G = c.n_kv_heads, hd = c.head_dim;
@@ -170,22 +180,21 @@ class qwen2_decoder {
     tensor_view<float, 3> const att(alloc(n * qd), {n, H, hd});              // [n_tokens, n_heads, head_dim]
     tensor_view<float, 2> const tmp(alloc(n * d), {n, d});                    // [n_tokens, d_model] block output
     tensor_view<float, 2> const ffn(alloc(n * 2 * ff), {n, 2 * ff});          // [n_tokens, gate | up] or [up | gate]
-    auto* const positions = frame.template alloc<std::int32_t>(static_cast<std::size_t>(n));  // [n_tokens]
-    auto* const cache_row = frame.template alloc<index_t>(static_cast<std::size_t>(n));        // [n_tokens]
+    // Where the new tokens go and what each sequence attends to: planned once for every layer.
     auto const n_seqs = static_cast<std::size_t>(seqs.n_seqs());
-    auto* const ranges = frame.template alloc<attn::seq_range>(n_seqs);  // [n_seqs]
+    tensor_view<std::int32_t, 1> const positions(frame.template alloc<std::int32_t>(static_cast<std::size_t>(n)), {n});  // [n_tokens]
+    tensor_view<index_t, 1> const cache_rows(frame.template alloc<index_t>(static_cast<std::size_t>(n)), {n});         // [n_tokens]
+    std::span<attn::seq_range> const ranges(frame.template alloc<attn::seq_range>(n_seqs), n_seqs);                   // [n_seqs]
+    index_t* const first_row = frame.template alloc<index_t>(n_seqs);  // [n_seqs] host: the plan's inputs
+    index_t* const past = frame.template alloc<index_t>(n_seqs);       // [n_seqs]
     for (std::size_t s = 0; s < n_seqs; ++s) {
-      auto const si = static_cast<index_t>(s);
-      index_t const slot = slots[s], past = cache.length(slot), row0 = cache.slot_row(slot);
-      for (index_t i = seqs.begin(si); i < seqs.end(si); ++i) {
-        index_t const p = past + (i - seqs.begin(si));
-        positions[i] = static_cast<std::int32_t>(p);
-        cache_row[i] = row0 + p;
-      }
-      ranges[s] = {seqs.begin(si), seqs.end(si), row0, row0 + past + seqs.length(si)};
+      first_row[s] = cache.slot_row(slots[s]);
+      past[s] = cache.length(slots[s]);
     }
-    tensor_view<std::int32_t const, 1> const pos_view(positions, {n});
-    std::span<attn::seq_range const> const attn_ranges(ranges, n_seqs);
+    attn::plan_cache_pass<Backend>(seqs, std::span<index_t const>(first_row, n_seqs), std::span<index_t const>(past, n_seqs),
+                                   positions, cache_rows, ranges, ctx);
+    attn::range_plan const attn_plan(ranges, n, cache.keys(0).extent(0));
+    tensor_view<std::int32_t const, 1> const pos_view(positions);
     bool const fused = weights_.layers.front().kv_fused.has_value();
     // q | k | v views into the projection buffer. CustomLlama's key_value_dense interleaves K and
     // V per KV head ([k_0 v_0 k_1 v_1 ...]); HF's separate k_proj / v_proj give [k_0 k_1 ... v_0 v_1 ...].
@@ -216,9 +225,9 @@ class qwen2_decoder {
       }
       posemb::rope_1d<Backend>(q_rot, pos_view, theta, ctx);
       posemb::rope_1d<Backend>(k_rot, pos_view, theta, ctx);
-      store_kv(k, v, cache_row, cache.keys(l), cache.values(l));
-      attn::masked_attention<Backend>(tensor_view<float const, 3>(q), cache.keys(l), cache.values(l), attn_ranges,
-                                      att, ctx, attn::attention_options{.causal = true, .scale = 0.0f});
+      attn::kv_append<Backend, KV>(k, v, cache_rows, cache.keys(l), cache.values(l), ctx);
+      attn::masked_attention<Backend, KV>(q, cache.keys(l), cache.values(l), attn_plan, att, ctx,
+                                          attn::attention_options{.causal = true, .scale = 0.0f});
       linear(tensor_view<float const, 2>(att.data(), {n, qd}), w.o, tmp, ctx);
       nn::add<Backend>(x, tmp, x, ctx);
       // ---- MLP: down(silu(gate(x)) * up(x)) ----
@@ -263,7 +272,7 @@ class qwen2_decoder {
   ///   logits: [n_seqs, vocab] for logits_rows::last (every sequence must have at least one new
   ///           token), [n_tokens, vocab] for logits_rows::all.
   template <attn::kv_element KV>
-  void run(std::span<token_id const> ids, seq_offsets const& seqs, std::span<index_t const> slots, kv_cache<KV>& cache,
+  void run(std::span<token_id const> ids, seq_offsets const& seqs, std::span<index_t const> slots, kv_cache<KV, backend::space_t<Backend>>& cache,
            tensor_view<float, 2> logits, exec_ctx<Backend>& ctx, logits_rows rows = logits_rows::last,
            decoder_observer const& observe = {}) const {
     index_t const n = static_cast<index_t>(ids.size()), d = config_.d_model;
@@ -287,7 +296,10 @@ class qwen2_decoder {
     // Only the last token of each sequence: gather those rows, one GEMV-shaped product.
     index_t const ns = seqs.n_seqs();
     tensor_view<float, 2> const last(frame.template alloc<float>(static_cast<std::size_t>(ns * d)), {ns, d});  // [n_seqs, d_model]
-    for (index_t s = 0; s < ns; ++s) std::copy_n(x.row(seqs.end(s) - 1), d, last.row(s));
+    index_t* const last_rows = frame.template alloc<index_t>(static_cast<std::size_t>(ns));  // [n_seqs]
+    for (index_t s = 0; s < ns; ++s) last_rows[s] = seqs.end(s) - 1;
+    nn::gather_rows<Backend>(tensor_view<float const, 2>(x), std::span<index_t const>(last_rows, static_cast<std::size_t>(ns)),
+                             last, ctx);
     lm_head(last, logits, ctx);
   }
 
@@ -312,27 +324,8 @@ class qwen2_decoder {
     nn::norm<Backend>(config_.norm, in, w, eps, out, ctx);
   }
 
-  /// Writes the new tokens' rotated keys and their values into their cache rows (bf16: rounded
-  /// to nearest even, as PyTorch's .to(torch.bfloat16)).
   template <class KV>
-  static void store_kv(tensor_view<float, 3> const& k, tensor_view<float, 3> const& v, index_t const* rows,
-                       tensor_view<KV, 3> const& keys, tensor_view<KV, 3> const& values) {
-    index_t const n = k.extent(0), G = k.extent(1), hd = k.extent(2);
-    for (index_t t = 0; t < n; ++t)
-      for (index_t g = 0; g < G; ++g) {
-        float const* const ks = &k(t, g, index_t{0});
-        float const* const vs = &v(t, g, index_t{0});
-        KV* const kd = &keys(rows[t], g, index_t{0});
-        KV* const vd = &values(rows[t], g, index_t{0});
-        for (index_t j = 0; j < hd; ++j) {
-          kd[j] = from_float<KV>(ks[j]);
-          vd[j] = from_float<KV>(vs[j]);
-        }
-      }
-  }
-
-  template <class KV>
-  void check_cache(kv_cache<KV> const& cache, seq_offsets const& seqs, std::span<index_t const> slots) const {
+  void check_cache(kv_cache<KV, backend::space_t<Backend>> const& cache, seq_offsets const& seqs, std::span<index_t const> slots) const {
     kv_cache_shape const& s = cache.shape();
     TESSERA_CHECK(s.n_layers == config_.n_layers && s.n_kv_heads == config_.n_kv_heads &&
                       s.head_dim == config_.head_dim,

@@ -7,12 +7,12 @@
 #include <tessera/backend/exec_ctx.hpp>
 #include <tessera/core/error.hpp>
 #include <tessera/core/tensor_view.hpp>
+#include <tessera/nn/gather.hpp>
 #include <tessera/pool/attention_pool.hpp>
 #include <tessera/pool/masked_max.hpp>
 #include <tessera/pool/masked_mean.hpp>
 #include <tessera/vision/policies.hpp>
 
-#include <cstring>
 
 namespace tessera::vision::policy {
 
@@ -27,11 +27,7 @@ void pool_per_image(tensor_view<float const, 2> x, packed_tokens const& t, tenso
   tensor_view<float, 2> const per_seq(frame.template alloc<float>(static_cast<std::size_t>(n_seqs * d)),
                                       {n_seqs, d});  // [n_seqs, d_model]
   reduce(per_seq);
-  for (index_t i = 0; i < t.n_images(); ++i) {
-    std::int64_t const s = t.image_seq[static_cast<std::size_t>(i)];
-    TESSERA_CHECK(s >= 0 && s < n_seqs, "vision::policy pooling: image ", i, " maps to segment ", s, " of ", n_seqs);
-    std::memcpy(&pooled(i, 0), &per_seq(s, 0), static_cast<std::size_t>(d) * sizeof(float));
-  }
+  nn::gather_rows<Backend>(tensor_view<float const, 2>(per_seq), t.image_seq, pooled, ctx);  // image i <- its segment
 }
 }  // namespace detail
 
