@@ -32,12 +32,47 @@ simd_tests="core/;backend/;nn/;posemb/;pack/;attn/;pool/;vision/;io/test_image;g
 simd_tests+=";golden/test_golden_image;golden/test_golden_attn;golden/test_golden_pool;golden/test_golden_rope"
 simd_tests+=";golden/test_golden_vision"
 
+# step_times / step_counts: what the summary prints for the step that just ran.
+step_times=""
+step_counts=""
+skip_reasons=()
+
+# ctest_run <build dir> [ctest args...]: runs the tests (an empty selection is an error), then
+# records how many passed, failed and were skipped, and why each skipped test skipped (the
+# message of Catch2's SKIP(), read from the JUnit report).
+ctest_run() {
+  local dir=$1; shift
+  local log=$dir/ctest.log junit=$dir/ctest-junit.xml rc=0
+  ctest --test-dir "$dir" --output-on-failure --no-tests=error -j"$jobs" --output-junit "$junit" "$@" 2>&1 |
+    tee "$log" || rc=1  # pipefail: ctest's status
+  local total failed skipped
+  total=$(sed -n 's/.*tests failed out of \([0-9][0-9]*\).*/\1/p' "$log" | tail -n1)
+  failed=$(sed -n 's/.* \([0-9][0-9]*\) tests failed out of .*/\1/p' "$log" | tail -n1)
+  skipped=$(grep -c '(Skipped)$' "$log" || true)
+  total=${total:-0}; failed=${failed:-0}
+  step_counts="$((total - failed - skipped)) passed, $failed failed, $skipped skipped of $total"
+  if [ "$skipped" -gt 0 ] && [ -f "$junit" ]; then
+    # Each skipped <testcase name="..."> and the line after "with message:" in its output.
+    while IFS= read -r line; do skip_reasons+=("$line"); done < <(awk '
+      /<testcase / { match($0, /name="[^"]*"/); name = substr($0, RSTART + 6, RLENGTH - 7); skipped = ($0 ~ /status="skipped"|status="notrun"/); want = 0 }
+      skipped && /with message:/ { want = 1; next }
+      skipped && want && NF { sub(/^[ \t]+/, ""); print name ": " $0; skipped = 0; want = 0 }
+      /<\/testcase>/ { if (skipped) print name ": (no message)"; skipped = 0 }' "$junit" | sort | uniq -c |
+      sed 's/^ *\([0-9]*\) /\1 x /')
+  fi
+  return $rc
+}
+
 # configure_build_test <build dir> <cmake configure args...>: configure, build all, run every test.
 configure_build_test() {
   local dir=$1; shift
-  cmake -S . -B "$dir" "$@" &&
-    cmake --build "$dir" -j"$jobs" &&
-    ctest --test-dir "$dir" --output-on-failure -j"$jobs"
+  local t0=$SECONDS t1
+  cmake -S . -B "$dir" "$@" && cmake --build "$dir" -j"$jobs" || return 1
+  t1=$SECONDS
+  ctest_run "$dir"
+  local rc=$?
+  step_times="build $((t1 - t0))s, tests $((SECONDS - t1))s"
+  return $rc
 }
 
 run_step() {
@@ -67,10 +102,15 @@ run_step() {
         "${unit_only[@]}" ;;
     cuda)
       # Builds the CUDA tests only (the CPU tests are the same as in `default`).
+      local t0=$SECONDS t1
       cmake -S . -B build-ci-cuda -DCMAKE_BUILD_TYPE=Release -DTESSERA_WERROR=ON -DTESSERA_ENABLE_CUDA=ON \
           -DCMAKE_CUDA_COMPILER="$(command -v nvcc)" "${unit_only[@]}" &&
-        cmake --build build-ci-cuda -j"$jobs" --target tessera_cuda_tests &&
-        ctest --test-dir build-ci-cuda --output-on-failure -j"$jobs" -L cuda ;;
+        cmake --build build-ci-cuda -j"$jobs" --target tessera_cuda_tests || return 1
+      t1=$SECONDS
+      ctest_run build-ci-cuda -L cuda
+      local rc=$?
+      step_times="build $((t1 - t0))s, tests $((SECONDS - t1))s"
+      return $rc ;;
     *)
       echo "run_tests: unknown step '$1' (steps: default native none sanitize cuda)" >&2
       return 2 ;;
@@ -84,12 +124,19 @@ for step in "${steps[@]}"; do
   echo
   echo "==== run_tests: step '$step' ===================================================="
   start=$SECONDS
+  step_times=""
+  step_counts="no tests ran"
   if run_step "$step"; then result=ok; else result=FAILED; failed=1; fi
-  summary+=("$step $result ($((SECONDS - start))s)")
-  echo "==== run_tests: step '$step' $result in $((SECONDS - start))s"
+  summary+=("$(printf '%-9s %-6s %5ss  (%s; %s)' "$step" "$result" "$((SECONDS - start))" "${step_times:-build failed}" "$step_counts")")
+  echo "==== run_tests: step '$step' $result in $((SECONDS - start))s: $step_counts"
 done
 
 echo
-line=$(IFS=,; echo "${summary[*]}")
-echo "run_tests: $([ $failed -eq 0 ] && echo PASSED || echo FAILED): ${line//,/, } -- total $((SECONDS - start_all))s"
+echo "run_tests: summary (step, result, wall time, build / test time, tests)"
+for line in "${summary[@]}"; do echo "  $line"; done
+if [ ${#skip_reasons[@]} -gt 0 ]; then
+  echo "run_tests: skipped tests (count x name: reason)"
+  for line in "${skip_reasons[@]}"; do echo "  $line"; done
+fi
+echo "run_tests: $([ $failed -eq 0 ] && echo PASSED || echo FAILED) -- total $((SECONDS - start_all))s ($(( (SECONDS - start_all) / 60 )) min $(( (SECONDS - start_all) % 60 )) s)"
 exit $failed

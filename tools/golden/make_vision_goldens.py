@@ -472,7 +472,7 @@ def qwen2vl_tower(g: Goldens, out_dir: str) -> None:
     g.cases["qwen2vl"]["checks"] = checks
     print("qwen2vl checks:", json.dumps(checks))
 
-    # The checkpoint: HF names, bf16, no merger (io::bind_vision_encoder with qwen2_vl naming).
+    # The checkpoint: HF names, bf16, no merger (model::bind_vision_encoder with qwen2_vl naming).
     os.makedirs(os.path.join(out_dir, QWEN_DIR), exist_ok=True)
     for name, p in model.state_dict().items():
         if name.startswith("merger."):

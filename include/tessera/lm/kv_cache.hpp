@@ -45,7 +45,7 @@ using default_kv_t = std::conditional_t<std::is_same_v<std::remove_cv_t<W>, bf16
 /// the bytes each decode step reads, at bf16 rounding of k and v (the precision a bf16 model's
 /// own cache has).
 ///
-/// The cache only stores; text::qwen2_decoder writes the rows of new tokens and then advances
+/// The cache only stores; lm::qwen2_decoder writes the rows of new tokens and then advances
 /// the lengths. A slot is reused with reset(slot); truncate() rolls a sequence back (e.g. to a
 /// shared prompt prefix). Move-only; one buffer per K and V allocated at construction, nothing
 /// afterwards. The storage lives in `Space` (host memory for the host backends; a device cache

@@ -4,7 +4,7 @@
 // uniformly without replacement (vit-pytorch na_vit: num_keep = max(1, int(seq_len * (1 - p))),
 // randn(seq_len).topk(num_keep)); the kept indices feed pack_plan::make as keep_sets. Dropped
 // patches simply do not enter the packed buffer; kept ones keep their true (row, col).
-// Draws are seeded and reproducible (pack/random.hpp): image i uses rng(seed, i) only, so its
+// Draws are seeded and reproducible (core/random.hpp): image i uses rng(seed, i) only, so its
 // keep set does not depend on the other images.
 #pragma once
 

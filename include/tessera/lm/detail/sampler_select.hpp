@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// Scans, selections and the small numeric kernels behind text::sampler: finding NaN / +inf, the
+// Scans, selections and the small numeric kernels behind lm::sampler: finding NaN / +inf, the
 // first maximum, the k-th largest value (torch.topk's last value), a vectorizable f32 exp for
 // arguments <= 0, fixed-order double sums, and the float -> decimal double conversion that gives
 // top_p the same threshold as HF's Python float. Plain loops: scans work in 64-wide blocks whose
