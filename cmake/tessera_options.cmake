@@ -26,6 +26,25 @@ endfunction()
 
 # tessera_target_defaults(<target>): warnings, -Werror and sanitizers for tessera's own
 # tests, benchmarks and examples (never forced on consumers of the INTERFACE target).
+# Targets that exist to prove that code compiles (the header check, the ODR check, documentation
+# snippets) build at -O0 whatever the build type: they are bound by parsing and instantiation, the
+# optimizer only adds time (the code they run is trivial), and the same headers are compiled with
+# the build's optimization in the tests.
+function(tessera_compile_check_defaults target)
+  tessera_target_defaults(${target})
+  target_compile_options(${target} PRIVATE -O0)
+endfunction()
+
+# Examples and benchmarks: the defaults, plus TESSERA_SMOKE_FLAGS (CI builds them at -O1: it only
+# smoke-runs them, and their numbers are measured in builds of their own).
+function(tessera_program_defaults target)
+  tessera_target_defaults(${target})
+  if(TESSERA_SMOKE_FLAGS)
+    separate_arguments(flags UNIX_COMMAND "${TESSERA_SMOKE_FLAGS}")
+    target_compile_options(${target} PRIVATE ${flags})
+  endif()
+endfunction()
+
 function(tessera_target_defaults target)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wno-psabi)
   if(TESSERA_WERROR)

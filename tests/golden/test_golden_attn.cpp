@@ -58,7 +58,8 @@ bool verbose() { return test::golden_verbose(); }
 template <class W>
 void require_close(std::string const& what, std::vector<float> const& got, std::vector<W> const& want, tolerance t) {
   REQUIRE(got.size() == want.size());
-  auto const r = test::compare(got.data(), want.data(), static_cast<std::int64_t>(got.size()), t);
+  auto const r = test::compare_scaled(got.data(), want.data(), static_cast<std::int64_t>(got.size()),
+                                      static_cast<std::int64_t>(got.size()), t, test::golden_rel_floor);
   if (verbose()) std::cout << "[golden] " << what << ": " << r.report() << "\n";
   INFO(what << ": " << r.report());
   REQUIRE(r.ok);

@@ -73,15 +73,12 @@ golden_file const& nn_norm_eps() {
 
 bool verbose() { return test::golden_verbose(); }
 
-/// The absolute floor of every comparison here, relative to the magnitude of the output row it
-/// applies to (test::compare_scaled): atol = min(t.atol, golden_rel_floor * max |want| of the row).
-/// With t = tol<float>::vs_golden (atol 1e-4) this only tightens rows whose largest value is under
-/// 1 in magnitude (softmax rows of 1280 probabilities, small norm outputs); it never widens a budget.
-/// Measured on the dev machine (TESSERA_GOLDEN_VERBOSE=1 prints "needs rel floor >= ..."): the
-/// largest floor any case needs is 3.3e-6 (gelu_erf, a row of negative inputs whose outputs are at
-/// most 0.15: 34 % of that row's budget); softmax_r5_d129 now runs with atol 6.7e-7 in its worst
-/// row, softmax_r2_d1280 with 1.9e-6, the GELU / QuickGELU negative-input rows with 1.5e-6.
-constexpr double golden_rel_floor = 1e-5;
+// Every comparison here uses test::golden_rel_floor (tests/common/tolerance.hpp) per row of the
+// last dimension. Measured on the dev machine (TESSERA_GOLDEN_VERBOSE=1 prints "needs rel floor >=
+// ..."): the largest floor any case needs is 3.3e-6 (gelu_erf, a row of negative inputs whose
+// outputs are at most 0.15: 34 % of that row's budget); softmax_r5_d129 runs with atol 6.7e-7 in
+// its worst row, softmax_r2_d1280 with 1.9e-6, the GELU / QuickGELU negative-input rows with 1.5e-6.
+using test::golden_rel_floor;
 
 /// Compares with the budget t, its absolute floor scaled to each row of row_len outputs (the last
 /// dimension), prints the report when verbose, REQUIREs closeness (with the report on failure).

@@ -41,7 +41,8 @@ golden_file const& blocks() {
 void require_close(std::string const& what, std::vector<float> const& got, std::vector<float> const& want,
                    test::tolerance t) {
   REQUIRE(got.size() == want.size());
-  auto const r = test::compare(got.data(), want.data(), static_cast<std::int64_t>(got.size()), t);
+  auto const r = test::compare_scaled(got.data(), want.data(), static_cast<std::int64_t>(got.size()),
+                                      static_cast<std::int64_t>(got.size()), t, test::golden_rel_floor);
   if (std::getenv("TESSERA_GOLDEN_VERBOSE")) std::cout << "[golden] " << what << ": " << r.report() << "\n";
   INFO(what << ": " << r.report());
   REQUIRE(r.ok);

@@ -91,7 +91,7 @@ void require_rows_close(std::string const& what, std::vector<float> const& got, 
     g.insert(g.end(), got.begin() + r * width, got.begin() + (r + 1) * width);
     w.insert(w.end(), want.begin() + r * width, want.begin() + (r + 1) * width);
   }
-  auto const cmp = test::compare(g, w, t);
+  auto const cmp = test::compare_scaled(g, w, static_cast<std::int64_t>(g.size()), t, test::golden_rel_floor);
   INFO(what << ": " << cmp.report());
   if (verbose()) std::cout << what << ": " << cmp.report() << "\n";
   REQUIRE(cmp.ok);
@@ -182,8 +182,8 @@ TEST_CASE("the Qwen2-VL tower in bf16 matches transformers' bf16 run", "[vision]
   }
 }
 
-TEMPLATE_TEST_CASE("the Qwen2-VL tower with f16 weights matches transformers' f32 run", "[vision][golden]",
-                   backend::reference, backend::cpu) {
+TEST_CASE("the Qwen2-VL tower with f16 weights matches transformers' f32 run", "[vision][golden]") {
+  using TestType = backend::cpu;  // (the reference backend's f16 path is the decoder test's)
   // The checkpoint's bf16 values converted to f16 (dtype_policy::convert): exact except for the
   // smallest weights, which f16 holds as subnormals; the products are f32. Measured NMSE 4e-13 -
   // 6e-13, so the f32 model budget (1e-8) applies, not the looser f16 one.

@@ -220,8 +220,8 @@ class qwen2_decoder {
       } else {
         tensor_view<float, 2> const kcols(qkv + qd, {n, kvd}, {qkv_w, 1});        // [n_tokens, n_kv_heads * head_dim]
         tensor_view<float, 2> const vcols(qkv + qd + kvd, {n, kvd}, {qkv_w, 1});  // [n_tokens, n_kv_heads * head_dim]
-        nn::linear<Backend>(h, flat(w.k.weight), flat_bias(w.k.bias), kcols, ctx, precision_);
-        nn::linear<Backend>(h, flat(w.v.weight), flat_bias(w.v.bias), vcols, ctx, precision_);
+        linear(h, flat(w.k), kcols, ctx);
+        linear(h, flat(w.v), vcols, ctx);
       }
       posemb::rope_1d<Backend>(q_rot, pos_view, theta, ctx);
       posemb::rope_1d<Backend>(k_rot, pos_view, theta, ctx);
@@ -304,14 +304,14 @@ class qwen2_decoder {
   }
 
  private:
-  /// A [n_kv, head_dim, d_model] K or V weight (contiguous for HF names) as [n_kv * head_dim, d_model].
-  [[nodiscard]] static tensor_view<T const, 2> flat(tensor_view<T const, 3> const& w) {
-    TESSERA_DEBUG_ASSERT(w.is_contiguous(), "qwen2_decoder: HF k / v weights are contiguous");
-    return tensor_view<T const, 2>(w.data(), {w.extent(0) * w.extent(1), w.extent(2)});
-  }
-  [[nodiscard]] static tensor_view<T const, 1> flat_bias(std::optional<tensor_view<T const, 2>> const& b) {
-    if (!b) return tensor_view<T const, 1>(nullptr, {0});
-    return tensor_view<T const, 1>(b->data(), {b->extent(0) * b->extent(1)});
+  /// A K or V projection split by KV head ([n_kv, head_dim, d_model], contiguous for HF names) as
+  /// the nn.Linear it is: weight [n_kv * head_dim, d_model], bias [n_kv * head_dim].
+  [[nodiscard]] static nn::linear_weights<T> flat(kv_head_weights<T> const& w) {
+    TESSERA_DEBUG_ASSERT(w.weight.is_contiguous(), "qwen2_decoder: HF k / v weights are contiguous");
+    nn::linear_weights<T> l{tensor_view<T const, 2>(w.weight.data(), {w.weight.extent(0) * w.weight.extent(1), w.weight.extent(2)}),
+                            std::nullopt};
+    if (w.bias) l.bias = tensor_view<T const, 1>(w.bias->data(), {w.bias->extent(0) * w.bias->extent(1)});
+    return l;
   }
 
   void linear(tensor_view<float const, 2> in, nn::linear_weights<T> const& w, tensor_view<float, 2> out,

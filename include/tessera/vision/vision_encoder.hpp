@@ -148,8 +148,7 @@ class vision_encoder {
         norm_(patches, *weights_.patch_norm_in, normed, ctx);
         src = normed;
       }
-      nn::linear<Backend>(src, weights_.patch_embed.weight, detail::bias_or_none(weights_.patch_embed), out, ctx,
-                          prec);
+      nn::linear<Backend>(src, weights_.patch_embed, out, ctx, prec);
       if (weights_.patch_norm_out) norm_(out, *weights_.patch_norm_out, out, ctx);
     }
     stage(-2);

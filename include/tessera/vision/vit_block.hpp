@@ -73,10 +73,6 @@ void check_norm(char const* what, nn::norm_weights<T> const& n, index_t d) {
                 " must have ", d, " elements, got ", n.weight.extent(0));
 }
 
-template <weight_type T>
-tensor_view<T const, 1> bias_or_none(nn::linear_weights<T> const& l) {
-  return l.bias ? *l.bias : tensor_view<T const, 1>(nullptr, {0});
-}
 }  // namespace detail
 
 /// Checks a block's weights against its config; throws tessera::error naming the tensor.
@@ -129,12 +125,12 @@ void vit_block(vit_block_config const& c, vit_block_weights<T> const& w, Norm co
   norm(x, w.norm1, h, ctx);
   tensor_view<float, 2> const qkv(big, {n, 3 * inner});  // [n_tokens, 3 * inner]: q | k | v
   if (w.qkv) {
-    nn::linear<Backend>(h, w.qkv->weight, detail::bias_or_none(*w.qkv), qkv, ctx, precision);
+    nn::linear<Backend>(h, *w.qkv, qkv, ctx, precision);
   } else {
     tensor_view<float, 2> const qcols(big, {n, inner}, {3 * inner, 1});            // [n_tokens, inner]
     tensor_view<float, 2> const kvcols(big + inner, {n, 2 * inner}, {3 * inner, 1});  // [n_tokens, 2 * inner]
-    nn::linear<Backend>(h, w.q->weight, detail::bias_or_none(*w.q), qcols, ctx, precision);
-    nn::linear<Backend>(h, w.kv->weight, detail::bias_or_none(*w.kv), kvcols, ctx, precision);
+    nn::linear<Backend>(h, *w.q, qcols, ctx, precision);
+    nn::linear<Backend>(h, *w.kv, kvcols, ctx, precision);
   }
   std::array<index_t, 3> const head_strides{3 * inner, hd, 1};
   tensor_view<float, 3> const q(big, {n, H, hd}, head_strides);              // [n_tokens, n_heads, head_dim]
@@ -151,17 +147,16 @@ void vit_block(vit_block_config const& c, vit_block_weights<T> const& w, Norm co
   attn::masked_attention<Backend>(q, k, v, *tokens.seqs, kv_seqs, att, ctx, opt, tensor_view<float, 2>(nullptr, {0, 0}),
                                   tokens.padding);
   tensor_view<float, 2> const proj_out(big, {n, d});  // [n_tokens, d_model]; q, k, v are no longer needed
-  nn::linear<Backend>(tensor_view<float const, 2>(small, {n, inner}), w.proj.weight, detail::bias_or_none(w.proj),
-                      proj_out, ctx, precision);
+  nn::linear<Backend>(tensor_view<float const, 2>(small, {n, inner}), w.proj, proj_out, ctx, precision);
   nn::add<Backend>(x, proj_out, x, ctx);
 
   // ---- MLP ----
   norm(x, w.norm2, h, ctx);
   tensor_view<float, 2> const hidden(big, {n, c.d_ff});  // [n_tokens, d_ff]
-  nn::linear<Backend>(h, w.fc1.weight, detail::bias_or_none(w.fc1), hidden, ctx, precision);
+  nn::linear<Backend>(h, w.fc1, hidden, ctx, precision);
   act(hidden, ctx);
   tensor_view<float, 2> const mlp_out(small, {n, d});  // [n_tokens, d_model]
-  nn::linear<Backend>(hidden, w.fc2.weight, detail::bias_or_none(w.fc2), mlp_out, ctx, precision);
+  nn::linear<Backend>(hidden, w.fc2, mlp_out, ctx, precision);
   nn::add<Backend>(x, mlp_out, x, ctx);
 }
 
