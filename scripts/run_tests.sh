@@ -108,10 +108,11 @@ run_step() {
       # tessera::error, which needs the allocation to fail instead of ASan aborting.
       # Debug (assertions on, no NDEBUG) at -O0: the tests run about 2.4x longer than at -O1
       # (108 s against 45 s on 2 cores), but the instrumented templates compile about 3x faster
-      # (187 s against about 540 s for the whole step's build), which decides it.
+      # (187 s against about 540 s for the whole step's build), which decides it. -g1 (line tables
+      # only) keeps file:line in sanitizer reports and compiles about 9 % faster than -g.
       ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         configure_build_test build-ci-sanitize \
-        -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g -O0" -DTESSERA_SANITIZE="address;undefined" \
+        -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g1 -O0" -DTESSERA_SANITIZE="address;undefined" \
         "${unit_only[@]}" ;;
     cuda)
       # Builds the CUDA tests only (the CPU tests are the same as in `default`).
