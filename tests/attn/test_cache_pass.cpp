@@ -100,3 +100,24 @@ TEST_CASE("range_plan: attention over a plan equals the explicit ranges; bad pla
                           tensor_view<float, 3>(b.data(), {n_q - 1, h, hd}), ctx, causal)),
                       ContainsSubstring("the plan is for 6 queries"));
 }
+
+TEST_CASE("plan_ranges: the seq_offsets form planned once equals the per-call form, padding included",
+          "[attn][cache][unit]") {
+  index_t const h = 2, hd = 8;
+  auto const seqs = seq_offsets::from_lengths({3, 0, 4, 2});
+  std::vector<std::uint8_t> const padding{0, 0, 0, 1};  // the last segment is padding: zeros
+  index_t const n = seqs.n_tokens();
+  std::vector<float> qkv(static_cast<std::size_t>(n * h * hd));
+  for (std::size_t i = 0; i < qkv.size(); ++i) qkv[i] = static_cast<float>((i * 13) % 11) / 11.0f - 0.5f;
+  tensor_view<float const, 3> const t(qkv.data(), {n, h, hd});
+  std::vector<float> a(qkv.size(), 7.0f), b(qkv.size(), 7.0f);
+  exec_ctx<backend::cpu> ctx(2);
+  attn::masked_attention<backend::cpu>(t, t, t, seqs, tensor_view<float, 3>(a.data(), {n, h, hd}), ctx, {}, {}, padding);
+  std::vector<attn::seq_range> storage(4);
+  attn::range_plan const plan = attn::plan_ranges(seqs, seqs, padding, storage);
+  attn::masked_attention<backend::cpu, float>(t, t, t, plan, tensor_view<float, 3>(b.data(), {n, h, hd}), ctx);
+  REQUIRE(a == b);
+  for (index_t i = 7 * h * hd; i < n * h * hd; ++i) REQUIRE(b[static_cast<std::size_t>(i)] == 0.0f);  // padding rows
+  REQUIRE_THROWS_WITH(attn::plan_ranges(seqs, seqs, std::vector<std::uint8_t>{0, 1}, storage),
+                      ContainsSubstring("one entry per sequence (4)"));
+}

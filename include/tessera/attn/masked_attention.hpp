@@ -141,6 +141,17 @@ void check_attention_operands(tensor_view<float const, 3, Space> const& q, tenso
           opt.causal};
 }
 
+/// The per-sequence ranges of (q_seqs, kv_seqs): sequence s's queries see its own keys, or none
+/// when masked_seqs flags it as padding (zeros, lse = -inf). Sizes checked by the caller.
+inline void fill_ranges(seq_offsets const& q_seqs, seq_offsets const& kv_seqs, std::span<std::uint8_t const> masked_seqs,
+                        std::span<seq_range> out) noexcept {
+  for (std::size_t s = 0; s < out.size(); ++s) {
+    auto const i = static_cast<index_t>(s);
+    bool const masked = !masked_seqs.empty() && masked_seqs[s] != 0;
+    out[s] = {q_seqs.begin(i), q_seqs.end(i), kv_seqs.begin(i), masked ? kv_seqs.begin(i) : kv_seqs.end(i)};
+  }
+}
+
 /// Validated entry of the seq_offsets overloads: builds the per-sequence ranges in scratch and
 /// runs the backend.
 template <backend::tag Backend, class KV>
@@ -168,15 +179,10 @@ void run_masked_attention(tensor_view<float const, 3, backend::space_t<Backend>>
   if (n_q == 0) return;
 
   auto const n_seqs = static_cast<std::size_t>(q_seqs.n_seqs());
-  backend::scratch_arena::frame frame = ctx.scratch().open();
-  seq_range* const ranges = frame.alloc<seq_range>(n_seqs);  // [n_seqs]
-  for (std::size_t s = 0; s < n_seqs; ++s) {
-    auto const i = static_cast<index_t>(s);
-    bool const masked = !masked_seqs.empty() && masked_seqs[s] != 0;
-    // A masked (padding) sequence keeps its queries and sees no key: zeros, lse = -inf.
-    ranges[s] = {q_seqs.begin(i), q_seqs.end(i), kv_seqs.begin(i), masked ? kv_seqs.begin(i) : kv_seqs.end(i)};
-  }
-  detail::masked_attention_impl<Backend>::run(q, k, v, std::span<seq_range const>(ranges, n_seqs), out, lse,
+  auto frame = ctx.scratch().open();
+  std::span<seq_range> const ranges(frame.template alloc<seq_range>(n_seqs), n_seqs);  // [n_seqs]
+  fill_ranges(q_seqs, kv_seqs, masked_seqs, ranges);
+  detail::masked_attention_impl<Backend>::run(q, k, v, std::span<seq_range const>(ranges), out, lse,
                                               resolve_params(opt, q.extent(2)), ctx);
 }
 
@@ -244,6 +250,24 @@ class range_plan {
   std::span<seq_range const> ranges_;
   index_t n_q_ = 0, n_kv_ = 0;
 };
+
+/// The ranges of packed sequences (the plan half for the seq_offsets form): sequence s's queries
+/// [q_seqs.begin(s), q_seqs.end(s)) see keys [kv_seqs.begin(s), kv_seqs.end(s)), or none when
+/// masked_seqs (empty, or one byte per sequence) flags it as padding. Writes n_seqs ranges into
+/// `out` (storage the caller owns, e.g. from its scratch arena) and returns their range_plan, built
+/// once per batch and read by every layer's masked_attention(..., plan, ...). Throws
+/// tessera::error for mismatched sequence counts or sizes.
+[[nodiscard]] inline range_plan plan_ranges(seq_offsets const& q_seqs, seq_offsets const& kv_seqs,
+                                            std::span<std::uint8_t const> masked_seqs, std::span<seq_range> out) {
+  TESSERA_CHECK(q_seqs.n_seqs() == kv_seqs.n_seqs() && static_cast<index_t>(out.size()) == q_seqs.n_seqs(),
+                "attn::plan_ranges: q_seqs has ", q_seqs.n_seqs(), " sequences, kv_seqs ", kv_seqs.n_seqs(),
+                ", out room for ", out.size());
+  TESSERA_CHECK(masked_seqs.empty() || static_cast<index_t>(masked_seqs.size()) == q_seqs.n_seqs(),
+                "attn::plan_ranges: masked_seqs must be empty or have one entry per sequence (", q_seqs.n_seqs(),
+                "), got ", masked_seqs.size());
+  detail::fill_ranges(q_seqs, kv_seqs, masked_seqs, out);
+  return range_plan(out, q_seqs.n_tokens(), kv_seqs.n_tokens());
+}
 
 /// Multi-head attention over packed sequences with a flash-style online softmax. Sequence s:
 /// queries [q_seqs.begin(s), q_seqs.end(s)) see keys / values [kv_seqs.begin(s), kv_seqs.end(s))

@@ -6,6 +6,7 @@
 // vision/position_policies.hpp and vision/pool_policies.hpp.
 #pragma once
 
+#include <tessera/attn/masked_attention.hpp>
 #include <tessera/backend/backend.hpp>
 #include <tessera/backend/exec_ctx.hpp>
 #include <tessera/core/dtype.hpp>
@@ -37,6 +38,10 @@ struct packed_tokens {
   tensor_view<float const, 2> frac_coords;
   /// Segment index of image i, in image order (the pooled outputs follow it).
   std::span<std::int64_t const> image_seq;
+  /// The attention ranges of seqs / kv_seqs / padding, checked once per batch (attn::plan_ranges):
+  /// vision_encoder::forward sets it, so that every block runs attention without rebuilding them.
+  /// nullptr = each block builds them from the fields above.
+  attn::range_plan const* attention = nullptr;
 
   [[nodiscard]] index_t n_tokens() const noexcept { return seqs ? seqs->n_tokens() : 0; }
   [[nodiscard]] index_t n_images() const noexcept { return static_cast<index_t>(image_seq.size()); }

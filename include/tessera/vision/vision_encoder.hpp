@@ -154,8 +154,16 @@ class vision_encoder {
     stage(-2);
     pos_.embed(out, tokens, ctx);
     stage(-1);
+    // The attention ranges, planned once for every block (attn::plan_ranges).
+    auto frame = ctx.scratch().open();
+    auto const n_seqs = static_cast<std::size_t>(tokens.seqs->n_seqs());
+    std::span<attn::seq_range> const ranges(frame.template alloc<attn::seq_range>(n_seqs), n_seqs);  // [n_seqs]
+    attn::range_plan const plan =
+        attn::plan_ranges(*tokens.seqs, tokens.kv_seqs ? *tokens.kv_seqs : *tokens.seqs, tokens.padding, ranges);
+    packed_tokens planned = tokens;
+    planned.attention = &plan;
     for (index_t i = 0; i < config_.depth; ++i) {
-      vit_block<Backend>(config_.block, weights_.blocks[static_cast<std::size_t>(i)], norm_, act_, pos_, tokens, out,
+      vit_block<Backend>(config_.block, weights_.blocks[static_cast<std::size_t>(i)], norm_, act_, pos_, planned, out,
                          ctx, prec);
       stage(i);
     }

@@ -143,9 +143,13 @@ void vit_block(vit_block_config const& c, vit_block_weights<T> const& w, Norm co
   pos.rotate(q, k, tokens, ctx);
   tensor_view<float, 3> const att(small, {n, H, hd});  // [n_tokens, n_heads, head_dim]; h is no longer needed
   attn::attention_options const opt{.causal = false, .scale = c.attn_scale};
-  seq_offsets const& kv_seqs = tokens.kv_seqs ? *tokens.kv_seqs : *tokens.seqs;
-  attn::masked_attention<Backend>(q, k, v, *tokens.seqs, kv_seqs, att, ctx, opt, tensor_view<float, 2>(nullptr, {0, 0}),
-                                  tokens.padding);
+  if (tokens.attention) {  // planned once per batch by the encoder
+    attn::masked_attention<Backend, float>(q, k, v, *tokens.attention, att, ctx, opt);
+  } else {
+    seq_offsets const& kv_seqs = tokens.kv_seqs ? *tokens.kv_seqs : *tokens.seqs;
+    attn::masked_attention<Backend>(q, k, v, *tokens.seqs, kv_seqs, att, ctx, opt, tensor_view<float, 2>(nullptr, {0, 0}),
+                                    tokens.padding);
+  }
   tensor_view<float, 2> const proj_out(big, {n, d});  // [n_tokens, d_model]; q, k, v are no longer needed
   nn::linear<Backend>(tensor_view<float const, 2>(small, {n, inner}), w.proj, proj_out, ctx, precision);
   nn::add<Backend>(x, proj_out, x, ctx);
