@@ -210,7 +210,8 @@ TEST_CASE("qwen2_decoder with f32 weights (converted from the bf16 checkpoint) m
 TEST_CASE("qwen2_decoder with f16 weights matches HF's f32 model", "[golden][text][decoder]") {
   // bf16 checkpoint values converted to f16 (exact but for the smallest, held as subnormals);
   // f16 weights always take f32 products. Measured NMSE 1e-12 - 2e-12, so the f32 model budget
-  // (1e-8) applies, not the looser f16 one.
+  // (1e-8) applies, not the looser f16 one. (The reference backend's f16 products are checked
+  // per block in tests/nn; one more decoder instantiation here costs compile time in every step.)
   for (std::string const name : {"decoder_tied", "decoder_untied"}) {
     INFO(name);
     decoder_golden const g(name);
@@ -219,11 +220,6 @@ TEST_CASE("qwen2_decoder with f16 weights matches HF's f32 model", "[golden][tex
     exec_ctx<backend::cpu> ctx;
     require_nmse(name + " f16 weights: f32.logits", all_logits(loaded.decoder, g.prompt, ctx), g.get("f32.logits"),
                  tol<float>::model_nmse);
-    if (name != "decoder_tied") continue;  // the reference backend once (it is slow under the sanitizers)
-    auto reference = model::load_qwen2_decoder<backend::reference, f16>(golden_dir(name), io::dtype_policy::convert);
-    exec_ctx<backend::reference> rctx;
-    require_nmse(name + " f16 weights, reference backend: f32.logits", all_logits(reference.decoder, g.prompt, rctx),
-                 g.get("f32.logits"), tol<float>::model_nmse);
   }
 }
 
