@@ -4,6 +4,7 @@
 // (separate q / kv without bias, per-head RMS qk-norm, scale 1, GELU), with f32 and bf16 weights;
 // packed == each image alone; padding never changes the real tokens' outputs; bad input errors.
 // The goldens against transformers and vit-pytorch are in tests/golden/test_golden_vision.cpp.
+#include "common/random_encoder.hpp"
 #include "common/compare.hpp"
 #include "common/temp_dir.hpp"
 
@@ -29,61 +30,8 @@
 namespace {
 
 using namespace tessera;
+using test::random_weights;
 using test::tol;
-
-/// Random weights for a small encoder, owned; `navit_style` gives q / kv / qk-norm and no biases
-/// in the attention, plus patch norms and a final norm.
-template <class T>
-struct random_weights {
-  std::vector<host_buffer<T>> store;
-  vision::vision_encoder_weights<T> w;
-  std::mt19937_64 gen;
-
-  explicit random_weights(vision::vision_encoder_config const& c, bool navit_style, std::uint64_t seed) : gen(seed) {
-    index_t const d = c.block.d_model, inner = c.block.inner(), ff = c.block.d_ff;
-    auto const norm = [&](index_t n, bool bias) {
-      return nn::norm_weights<T>{vec(n, 0.2f, 1.0f), bias ? std::optional(vec(n, 0.1f, 0.0f)) : std::nullopt};
-    };
-    auto const lin = [&](index_t out, index_t in, bool bias) {
-      return nn::linear_weights<T>{mat(out, in, 1.0f / std::sqrt(static_cast<float>(in)), 0.0f),
-                                   bias ? std::optional(vec(out, 0.1f, 0.0f)) : std::nullopt};
-    };
-    w.patch_embed = lin(d, c.patch_dim, navit_style);
-    if (navit_style) {
-      w.patch_norm_in = norm(c.patch_dim, false);
-      w.patch_norm_out = norm(d, false);
-      w.final_norm = norm(d, false);
-    }
-    for (index_t i = 0; i < c.depth; ++i) {
-      vision::vit_block_weights<T> b;
-      b.norm1 = norm(d, !navit_style);
-      if (navit_style) {
-        b.q = lin(inner, d, false);
-        b.kv = lin(2 * inner, d, false);
-        b.q_norm = mat(c.block.n_heads, c.block.head_dim, 0.2f, 1.0f);
-        b.k_norm = mat(c.block.n_heads, c.block.head_dim, 0.2f, 1.0f);
-      } else {
-        b.qkv = lin(3 * inner, d, true);
-      }
-      b.proj = lin(d, inner, !navit_style);
-      b.norm2 = norm(d, !navit_style);
-      b.fc1 = lin(ff, d, true);
-      b.fc2 = lin(d, ff, true);
-      w.blocks.push_back(std::move(b));
-    }
-  }
-  tensor_view<T const, 1> vec(index_t n, float scale, float offset) { return fill(n, scale, offset).view(n); }
-  tensor_view<T const, 2> mat(index_t r, index_t k, float scale, float offset) {
-    return fill(r * k, scale, offset).view(r, k);
-  }
-  host_buffer<T>& fill(index_t n, float scale, float offset) {
-    std::normal_distribution<float> nd(0.0f, 1.0f);
-    host_buffer<T> b(n);
-    for (index_t i = 0; i < n; ++i) b.data()[i] = from_float<T>(offset + scale * nd(gen));
-    store.push_back(std::move(b));
-    return store.back();
-  }
-};
 
 vision::vision_encoder_config small_config(index_t depth = 2) {
   vision::vision_encoder_config c;

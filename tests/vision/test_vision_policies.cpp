@@ -11,6 +11,7 @@
 //   - max_pooling: each pooled row equals the column-wise max of its image's output tokens,
 //     computed here from the tokens (exactly: a max does not round);
 //   - map_head_pooling: each pooled row equals pool::map_head run on that image's tokens alone.
+#include "common/random_encoder.hpp"
 #include "common/compare.hpp"
 
 #include <tessera/backend/backend.hpp>
@@ -46,49 +47,11 @@ using test::tol;
 namespace pol = vision::policy;
 
 /// Random owned weights of a small encoder without biases in its norms (so that both the
-/// layer_norm and the rms_norm policy accept them): separate q / kv with per-head qk-norm, patch
-/// norms in and out, a final norm; biases on the linear layers.
+/// layer_norm and the rms_norm policy accept them): NaViT style with a bias on every linear layer.
 template <class T>
-struct random_weights {
-  std::vector<host_buffer<T>> store;
-  vision::vision_encoder_weights<T> w;
-  std::mt19937_64 gen;
-
-  random_weights(vision::vision_encoder_config const& c, std::uint64_t seed) : gen(seed) {
-    index_t const d = c.block.d_model, inner = c.block.inner(), ff = c.block.d_ff;
-    w.patch_embed = lin(d, c.patch_dim);
-    w.patch_norm_in = norm(c.patch_dim);
-    w.patch_norm_out = norm(d);
-    w.final_norm = norm(d);
-    for (index_t i = 0; i < c.depth; ++i) {
-      vision::vit_block_weights<T> b;
-      b.norm1 = norm(d);
-      b.q = lin(inner, d);
-      b.kv = lin(2 * inner, d);
-      b.q_norm = mat(c.block.n_heads, c.block.head_dim, 0.2f, 1.0f);
-      b.k_norm = mat(c.block.n_heads, c.block.head_dim, 0.2f, 1.0f);
-      b.proj = lin(d, inner);
-      b.norm2 = norm(d);
-      b.fc1 = lin(ff, d);
-      b.fc2 = lin(d, ff);
-      w.blocks.push_back(std::move(b));
-    }
-  }
-  nn::norm_weights<T> norm(index_t n) { return {vec(n, 0.2f, 1.0f), std::nullopt}; }
-  nn::linear_weights<T> lin(index_t out, index_t in) {
-    return {mat(out, in, 1.0f / std::sqrt(static_cast<float>(in)), 0.0f), vec(out, 0.3f, 0.0f)};
-  }
-  tensor_view<T const, 1> vec(index_t n, float scale, float offset) { return fill(n, scale, offset).view(n); }
-  tensor_view<T const, 2> mat(index_t r, index_t k, float scale, float offset) {
-    return fill(r * k, scale, offset).view(r, k);
-  }
-  host_buffer<T>& fill(index_t n, float scale, float offset) {
-    std::normal_distribution<float> nd(0.0f, 1.0f);
-    host_buffer<T> b(n);
-    for (index_t i = 0; i < n; ++i) b.data()[i] = from_float<T>(offset + scale * nd(gen));
-    store.push_back(std::move(b));
-    return store.back();
-  }
+struct random_weights : test::random_weights<T> {
+  random_weights(vision::vision_encoder_config const& c, std::uint64_t seed)
+      : test::random_weights<T>(c, /*navit_style=*/true, seed, /*all_biases=*/true) {}
 };
 
 /// Owned MAP-head parameters (timm AttentionPoolLatent layout), random.

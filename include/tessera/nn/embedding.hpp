@@ -33,7 +33,12 @@ void embedding(tensor_view<W const, 2, backend::space_t<Backend>> table, std::sp
     TESSERA_CHECK(id >= 0 && id < table.extent(0), "nn::embedding: token ", t, " has id ", id,
                   ", outside the vocabulary [0, ", table.extent(0), ")");
   }
-  gather_rows<Backend>(table, ids, out, ctx);
+  TESSERA_CHECK(out.is_row_contiguous() && table.is_row_contiguous(),
+                "nn::embedding: the last dimension of the table and of out must be contiguous");
+  if (n == 0 || table.extent(1) == 0) return;
+  // The ids are checked above with the vocabulary in the message: the gather itself, unchecked.
+  using impl = detail::rows_impl<Backend>;
+  impl::gather(table, ids, out, impl::threads(ctx));
 }
 
 }  // namespace tessera::nn
