@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # Installs what building and testing tessera needs on Debian 12 (bookworm), and nothing when it is
 # all present already: g++ and make (build-essential), CMake >= 3.28 and Catch2 v3 (both from
-# bookworm-backports on Debian 12), Eigen 3.4, xsimd, nlohmann-json, stb, utf8proc, PCRE2 (tests
-# only: cross-checks the tokenizer's pre-tokenizer), git, pkg-config.
+# bookworm-backports on Debian 12), Eigen 3.4, xsimd, nlohmann-json, libjpeg-turbo, libpng, stb,
+# utf8proc, PCRE2 (tests only: cross-checks the tokenizer's pre-tokenizer), git, pkg-config.
 # Runs as root, or as a user who may run sudo (only apt-get, and writing the backports source
 # list, go through sudo).
 #   --dry-run   report what is missing and would be installed; change nothing.
@@ -46,6 +46,8 @@ header_present eigen3/Eigen/Core || missing_main+=(libeigen3-dev)
 header_present xsimd/xsimd.hpp || missing_main+=(libxsimd-dev)
 header_present nlohmann/json.hpp || missing_main+=(nlohmann-json3-dev)
 header_present stb/stb_image.h || missing_main+=(libstb-dev)
+header_present jpeglib.h || missing_main+=(libjpeg62-turbo-dev)
+header_present png.h || missing_main+=(libpng-dev)
 header_present utf8proc.h || missing_main+=(libutf8proc-dev)
 header_present pcre2.h || missing_main+=(libpcre2-dev)
 

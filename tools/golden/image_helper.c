@@ -1,46 +1,127 @@
 /* SPDX-License-Identifier: Apache-2.0
- * Helper of tools/golden/make_image_goldens.py, compiled by it at generation time:
+ * Helper of tools/golden/make_image_goldens.py, compiled by it at generation time with the system
+ * libjpeg (Debian 12: libjpeg62-turbo-dev):
  *
- *   cc -O2 -o image_helper tools/golden/image_helper.c $(pkg-config --cflags --libs stb)
+ *   cc -O2 -o image_helper tools/golden/image_helper.c $(pkg-config --cflags --libs libjpeg)
  *
- *   image_helper decode IN OUT   stb_image's decode of the image file IN: OUT = width, height, channels
- *                                (3 x uint32 little-endian), then height * width * channels bytes with
- *                                stb's own channel count at 8 bits (for JPEG: 1 = gray or 3 = RGB).
- *                                JPEG goldens start from these pixels (the decoder tessera uses) instead
- *                                of libjpeg-turbo's (Pillow's), so everything after decoding compares
- *                                exactly.
+ *   image_helper jpeg LAYOUT WIDTH HEIGHT IN_RAW OUT_JPG
+ *                                writes a JPEG of a layout Pillow's encoder cannot produce, from
+ *                                IN_RAW = HEIGHT * WIDTH * components interleaved 8-bit samples
+ *                                (row-major). Quality 90, the library's default Huffman tables, JFIF
+ *                                header where the library writes one (YCbCr): the output is a
+ *                                function of the input only.
+ *                                LAYOUT (components; what is stored):
+ *                                  ycck                      4; CMYK converted to YCCK (sampling
+ *                                                            2 x 2, 1 x 1, 1 x 1, 2 x 2), Adobe marker
+ *                                                            with transform 2
+ *                                  cmyk_no_adobe             4; CMYK 1 x 1, no Adobe marker (Pillow
+ *                                                            still reads the samples inverted)
+ *                                  rgb                       3; RGB without YCbCr conversion (Adobe
+ *                                                            transform 0), 4:4:4
+ *                                  h1v2                      3; YCbCr 4:4:0 (luma 1 x 2, chroma 1 x 1)
+ *                                  h4v1                      3; YCbCr 4:1:1 (luma 4 x 1, chroma 1 x 1)
+ *                                  arith                     3; YCbCr 4:2:0, arithmetic coding
+ *                                  h2v2_restart_progressive  3; YCbCr 4:2:0, progressive
+ *                                                            (jpeg_simple_progression), a restart
+ *                                                            marker after every MCU
+ *                                The expected pixels are never this library's: the generator decodes
+ *                                every file with Pillow.
  *   image_helper fnv1a64 FILE    prints the 64-bit FNV-1a hash of FILE's bytes as 16 hex digits (the
  *                                whole-buffer hashes of the goldens; Python is too slow for 20 MB).
- *
- * Debian's libstb holds the stb_image implementation; this file only includes the declarations.
  */
-#include <stb_image.h>
-
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-static int put_u32(FILE* f, uint32_t v) {
-  unsigned char b[4] = {(unsigned char)(v & 0xFF), (unsigned char)((v >> 8) & 0xFF), (unsigned char)((v >> 16) & 0xFF),
-                        (unsigned char)(v >> 24)};
-  return fwrite(b, 1, 4, f) == 4;
-}
+#include <jpeglib.h>
 
-static int decode(char const* in, char const* out_path) {
-  int w = 0, h = 0, c = 0;
-  stbi_set_flip_vertically_on_load(0);
-  unsigned char* px = stbi_load(in, &w, &h, &c, 0);
-  if (px == NULL) {
-    fprintf(stderr, "%s: stb_image: %s\n", in, stbi_failure_reason());
+#define JPEG_QUALITY 90
+
+struct layout {
+  char const* name;
+  int components;
+  J_COLOR_SPACE in_space;   /* what the raw samples are */
+  J_COLOR_SPACE out_space;  /* what the file stores */
+  int luma_h, luma_v;       /* sampling factors of component 0, the others 1 x 1 (0: the library's
+                               defaults for out_space: YCCK 2 x 2, 1, 1, 2 x 2; CMYK and RGB 1 x 1) */
+  int adobe;                /* write the Adobe APP14 marker */
+  int arith, progressive, restart_interval;
+};
+
+static struct layout const layouts[] = {
+    {"ycck", 4, JCS_CMYK, JCS_YCCK, 0, 0, 1, 0, 0, 0},
+    {"cmyk_no_adobe", 4, JCS_CMYK, JCS_CMYK, 0, 0, 0, 0, 0, 0},
+    {"rgb", 3, JCS_RGB, JCS_RGB, 0, 0, 1, 0, 0, 0},
+    {"h1v2", 3, JCS_RGB, JCS_YCbCr, 1, 2, 0, 0, 0, 0},
+    {"h4v1", 3, JCS_RGB, JCS_YCbCr, 4, 1, 0, 0, 0, 0},
+    {"arith", 3, JCS_RGB, JCS_YCbCr, 2, 2, 0, 1, 0, 0},
+    {"h2v2_restart_progressive", 3, JCS_RGB, JCS_YCbCr, 2, 2, 0, 0, 1, 1},
+};
+
+static int write_jpeg(char const* name, char const* width_s, char const* height_s, char const* in_path,
+                      char const* out_path) {
+  struct layout const* lay = NULL;
+  for (size_t i = 0; i < sizeof layouts / sizeof layouts[0]; ++i)
+    if (strcmp(layouts[i].name, name) == 0) lay = &layouts[i];
+  if (lay == NULL) {
+    fprintf(stderr, "unknown layout %s\n", name);
+    return 2;
+  }
+  long const w = strtol(width_s, NULL, 10), h = strtol(height_s, NULL, 10);
+  if (w <= 0 || h <= 0 || w > 4096 || h > 4096) {
+    fprintf(stderr, "bad size %s x %s\n", width_s, height_s);
+    return 2;
+  }
+  size_t const row = (size_t)w * (size_t)lay->components, n = row * (size_t)h;
+  unsigned char* px = malloc(n + 1);
+  FILE* in = fopen(in_path, "rb");
+  if (px == NULL || in == NULL || fread(px, 1, n + 1, in) != n) {
+    fprintf(stderr, "%s: cannot read exactly %zu bytes\n", in_path, n);
+    if (in != NULL) fclose(in);
+    free(px);
     return 1;
   }
+  fclose(in);
   FILE* out = fopen(out_path, "wb");
-  size_t const n = (size_t)w * (size_t)h * (size_t)c;
-  int ok = out != NULL && put_u32(out, (uint32_t)w) && put_u32(out, (uint32_t)h) && put_u32(out, (uint32_t)c) &&
-           fwrite(px, 1, n, out) == n;
-  if (out != NULL && fclose(out) != 0) ok = 0;
-  stbi_image_free(px);
-  if (!ok) {
+  if (out == NULL) {
+    fprintf(stderr, "%s: cannot open\n", out_path);
+    free(px);
+    return 1;
+  }
+
+  struct jpeg_compress_struct cinfo;
+  struct jpeg_error_mgr jerr;
+  cinfo.err = jpeg_std_error(&jerr);  /* errors exit the process */
+  jpeg_create_compress(&cinfo);
+  jpeg_stdio_dest(&cinfo, out);
+  cinfo.image_width = (JDIMENSION)w;
+  cinfo.image_height = (JDIMENSION)h;
+  cinfo.input_components = lay->components;
+  cinfo.in_color_space = lay->in_space;
+  jpeg_set_defaults(&cinfo);
+  jpeg_set_colorspace(&cinfo, lay->out_space);
+  jpeg_set_quality(&cinfo, JPEG_QUALITY, TRUE);
+  if (lay->luma_h > 0)
+    for (int c = 0; c < cinfo.num_components; ++c) {
+      cinfo.comp_info[c].h_samp_factor = c == 0 ? lay->luma_h : 1;
+      cinfo.comp_info[c].v_samp_factor = c == 0 ? lay->luma_v : 1;
+    }
+  cinfo.write_Adobe_marker = lay->adobe ? TRUE : FALSE;
+  cinfo.arith_code = lay->arith ? TRUE : FALSE;
+  cinfo.optimize_coding = FALSE;
+  cinfo.restart_interval = (unsigned int)lay->restart_interval;
+  cinfo.dct_method = JDCT_ISLOW;
+  if (lay->progressive) jpeg_simple_progression(&cinfo);
+  jpeg_start_compress(&cinfo, TRUE);
+  while (cinfo.next_scanline < cinfo.image_height) {
+    JSAMPROW r = px + (size_t)cinfo.next_scanline * row;
+    jpeg_write_scanlines(&cinfo, &r, 1);
+  }
+  jpeg_finish_compress(&cinfo);
+  jpeg_destroy_compress(&cinfo);
+  free(px);
+  if (fclose(out) != 0) {
     fprintf(stderr, "%s: cannot write\n", out_path);
     return 1;
   }
@@ -69,8 +150,8 @@ static int fnv1a64(char const* path) {
 }
 
 int main(int argc, char** argv) {
-  if (argc == 4 && strcmp(argv[1], "decode") == 0) return decode(argv[2], argv[3]);
+  if (argc == 7 && strcmp(argv[1], "jpeg") == 0) return write_jpeg(argv[2], argv[3], argv[4], argv[5], argv[6]);
   if (argc == 3 && strcmp(argv[1], "fnv1a64") == 0) return fnv1a64(argv[2]);
-  fprintf(stderr, "usage: %s decode IN OUT | fnv1a64 FILE\n", argv[0]);
+  fprintf(stderr, "usage: %s jpeg LAYOUT WIDTH HEIGHT IN_RAW OUT_JPG | fnv1a64 FILE\n", argv[0]);
   return 2;
 }

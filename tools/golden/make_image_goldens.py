@@ -14,14 +14,21 @@ Runs the *reference* code and writes what tessera must reproduce:
                              transformers' own rescale + normalize.
   image_formats.safetensors  Pillow's Image.open(f).convert('RGB') of every fixture in images/.
   images/                    tiny synthetic fixtures in every format and mode tessera decodes, written
-                             by Pillow or (for layouts Pillow cannot write) by the small writers below.
-  image_manifest.json        versions (python, torch, transformers, pillow, numpy, libjpeg-turbo, zlib,
-                             stb_image), settings, every case and fixture, the JPEG decoder comparison.
+                             by Pillow or, for layouts Pillow cannot write, by this script (PNG, BMP,
+                             TGA, GIF byte by byte) and by tools/golden/image_helper.c (JPEG: YCCK,
+                             CMYK without an Adobe marker, RGB without YCbCr conversion, 4:4:0, 4:1:1,
+                             arithmetic coding, progressive with restart markers), which this script
+                             compiles with `cc ... $(pkg-config --cflags --libs libjpeg)` against the
+                             system libjpeg-turbo.
+  image_manifest.json        versions (python, torch, transformers, pillow, numpy, safetensors, Pillow's
+                             libjpeg-turbo and zlib, the system libjpeg-turbo that wrote the helper's
+                             JPEG files), settings, every case and fixture (how each file was written;
+                             for JPEG its frame type, sampling, markers and scans).
 
-JPEG: Pillow decodes with libjpeg-turbo, tessera with stb_image. JPEG goldens therefore start from stb's
-decoded pixels (tools/golden/image_helper.c, compiled here with `cc ... -lstb`), handed to Pillow with
-Image.frombytes, so that everything after decoding is compared exactly; the decoder difference itself
-is measured on the real receipt photo and written to the manifest (and docs/inputs.md).
+Every expected pixel comes from Pillow itself: Image.open(f).convert('RGB') of the fixture or of the real
+image (for JPEG: Pillow's bundled libjpeg-turbo; a 1-component file opens as mode L and is replicated, a
+4-component one as mode CMYK read inverted, rawmode "CMYK;I", with or without an Adobe marker). Whoever
+wrote a file, neither the writer's own decoder nor tessera ever supplies expected pixels.
 
 The processor is called with input_data_format="channels_last": without it, transformers infers the
 channel axis from the array shape and reads an image whose height is 1 or 3 as channels-first (a
@@ -40,7 +47,6 @@ import json
 import math
 import os
 import platform
-import re
 import shutil
 import struct
 import subprocess
@@ -64,6 +70,7 @@ from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageP
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DATA_DIR = os.path.join(REPO, "..", "shared", "data", "images")
 MAX_GOLDEN_BYTES = 2 * 1024 * 1024  # style guide section 8: every golden file under 2 MB
+MAX_JPEG_FIXTURE_BYTES = 3 * 1024   # the decoder tests decode every prefix of every fixture
 N_SAMPLES = 4096
 
 POINTS_DEFAULT = (56 * 56, 28 * 28 * 1280)     # Qwen2VLImageProcessor defaults (POINTS1.5, spec 1.7)
@@ -171,47 +178,44 @@ def as_i64(values) -> np.ndarray:
 
 
 def tool_versions() -> OrderedDict:
-    stb = "unknown"
-    try:
-        with open("/usr/include/stb/stb_image.h", encoding="latin-1") as f:
-            m = re.search(r"stb_image - v([0-9.]+)", f.read(4096))
-            if m:
-                stb = m.group(1)
-        pkg = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "libstb0"], capture_output=True, text=True)
-        if pkg.returncode == 0 and pkg.stdout:
-            stb += f" (Debian libstb0 {pkg.stdout})"
-    except OSError:
-        pass
+    """Pillow and what it bundles (the decoders that give every expected pixel), and the system
+    libjpeg-turbo that image_helper.c links to write the JPEG layouts Pillow cannot write."""
+    system_jpeg = subprocess.run(["pkg-config", "--modversion", "libjpeg"], capture_output=True, text=True,
+                                 check=True).stdout.strip()
+    pkg = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "libjpeg62-turbo-dev"], capture_output=True, text=True)
+    if pkg.returncode == 0 and pkg.stdout:
+        system_jpeg += f" (Debian libjpeg62-turbo-dev {pkg.stdout})"
     return OrderedDict(
         python=platform.python_version(), torch=torch.__version__, transformers=transformers.__version__,
         pillow=PIL.__version__, numpy=np.__version__, safetensors=safetensors.__version__,
-        libjpeg_turbo=features.version("libjpeg_turbo"), zlib=features.version("zlib"), stb_image=stb)
+        libjpeg_turbo=features.version("libjpeg_turbo"), zlib=features.version("zlib"),
+        fixture_writer_libjpeg_turbo=system_jpeg)
 
 
 # --------------------------------------------------------------------------------------------- #
-# stb_image decoding (JPEG goldens start from it)
+# tools/golden/image_helper.c: JPEG writing and hashing
 # --------------------------------------------------------------------------------------------- #
 class Helper:
-    """tools/golden/image_helper.c: stb_image decoding and whole-buffer FNV-1a 64."""
+    """tools/golden/image_helper.c: JPEG layouts Pillow cannot write (system libjpeg) and whole-buffer
+    FNV-1a 64."""
 
     def __init__(self, workdir: str) -> None:
         self.exe = os.path.join(workdir, "image_helper")
         src = os.path.join(REPO, "tools", "golden", "image_helper.c")
-        flags = subprocess.run(["pkg-config", "--cflags", "--libs", "stb"], capture_output=True, text=True,
+        flags = subprocess.run(["pkg-config", "--cflags", "--libs", "libjpeg"], capture_output=True, text=True,
                                check=True).stdout.split()
         subprocess.run(["cc", "-O2", "-o", self.exe, src] + flags, check=True)
         self.workdir = workdir
 
-    def decode(self, data: bytes) -> np.ndarray:
-        """stb_image's pixels with its own channel count: [h, w, c] uint8."""
-        src, dst = os.path.join(self.workdir, "in.bin"), os.path.join(self.workdir, "out.bin")
-        with open(src, "wb") as f:
-            f.write(data)
-        subprocess.run([self.exe, "decode", src, dst], check=True)
+    def jpeg(self, layout: str, samples: np.ndarray) -> bytes:
+        """A JPEG of `layout` (see image_helper.c) from interleaved uint8 samples [h, w, components]."""
+        assert samples.dtype == np.uint8 and samples.ndim == 3
+        h, w = samples.shape[:2]
+        src, dst = os.path.join(self.workdir, "in.raw"), os.path.join(self.workdir, "out.jpg")
+        np.ascontiguousarray(samples).tofile(src)
+        subprocess.run([self.exe, "jpeg", layout, str(w), str(h), src, dst], check=True)
         with open(dst, "rb") as f:
-            raw = f.read()
-        w, h, c = struct.unpack("<III", raw[:12])
-        return np.frombuffer(raw[12:], dtype=np.uint8).reshape(h, w, c).copy()
+            return f.read()
 
     def fnv1a64(self, a: np.ndarray) -> str:
         """FNV-1a 64 of the array's bytes (C order, little-endian), as 16 hex digits."""
@@ -220,21 +224,41 @@ class Helper:
         return subprocess.run([self.exe, "fnv1a64", path], capture_output=True, text=True, check=True).stdout.strip()
 
 
-def stb_rgb_as_pillow(stb: Helper, data: bytes) -> Image.Image:
-    """stb's decode handed to Pillow (gray as mode L, so convert('RGB') replicates it as Pillow does)."""
-    px = stb.decode(data)
-    mode = {1: "L", 3: "RGB"}[px.shape[2]]
-    return Image.frombytes(mode, (px.shape[1], px.shape[0]), px.tobytes()).convert("RGB")
-
-
-def decoder_difference(pillow_rgb: np.ndarray, stb_rgb: np.ndarray) -> OrderedDict:
-    d = np.abs(pillow_rgb.astype(np.int16) - stb_rgb.astype(np.int16))
-    hist = np.bincount(d.reshape(-1), minlength=int(d.max()) + 1)
-    return OrderedDict(
-        max_abs_diff=int(d.max()), mean_abs_diff=round(float(d.mean()), 4),
-        percent_bytes_differing=round(100.0 * float((d > 0).mean()), 3),
-        histogram_abs_diff={str(i): int(n) for i, n in enumerate(hist.tolist()) if n},
-        n_bytes=int(d.size))
+def jpeg_structure(data: bytes) -> OrderedDict:
+    """What a JPEG file holds, read from its markers (recorded in the manifest per fixture)."""
+    sof_kinds = {0xC0: "baseline", 0xC1: "extended", 0xC2: "progressive", 0xC9: "extended, arithmetic",
+                 0xCA: "progressive, arithmetic"}
+    assert data[:2] == b"\xff\xd8"
+    frame, ids, sampling, jfif, adobe, interval = None, [], [], False, None, 0
+    pos, scans, restart_markers = 2, 0, 0
+    while pos + 4 <= len(data):
+        assert data[pos] == 0xFF, pos
+        marker = data[pos + 1]
+        if marker == 0xD9:
+            break
+        length = struct.unpack(">H", data[pos + 2:pos + 4])[0]
+        body = data[pos + 4:pos + 2 + length]
+        if marker in sof_kinds:
+            frame = sof_kinds[marker]
+            for i in range(body[5]):
+                ids.append(body[6 + 3 * i])
+                sampling.append(f"{body[7 + 3 * i] >> 4}x{body[7 + 3 * i] & 15}")
+        elif marker == 0xE0 and body[:5] == b"JFIF\x00":
+            jfif = True
+        elif marker == 0xEE and body[:5] == b"Adobe":
+            adobe = body[11]
+        elif marker == 0xDD:
+            interval = struct.unpack(">H", body[:2])[0]
+        pos += 2 + length
+        if marker == 0xDA:  # the entropy-coded data runs to the next marker that is not RSTn (0xFF00: a data byte)
+            scans += 1
+            while not (data[pos] == 0xFF and data[pos + 1] != 0 and not 0xD0 <= data[pos + 1] <= 0xD7):
+                if data[pos] == 0xFF and 0xD0 <= data[pos + 1] <= 0xD7:
+                    restart_markers += 1
+                pos += 1
+    assert frame is not None
+    return OrderedDict(frame=frame, components=len(ids), component_ids=ids, sampling=sampling, jfif=jfif,
+                       adobe_transform=adobe, restart_interval=interval, scans=scans, restart_markers=restart_markers)
 
 
 # --------------------------------------------------------------------------------------------- #
@@ -292,19 +316,19 @@ def run_case(g: Goldens, helper: Helper, table: np.ndarray, name: str, rgb: Imag
     print(f"  {name}: {h}x{w} -> {rh}x{rw}, grid {list(thw[0])}, {n_patches} patches, {entry['storage']}")
 
 
-def preprocessing_cases(g: Goldens, table: np.ndarray, stb: Helper, manifest: OrderedDict) -> None:
+def preprocessing_cases(g: Goldens, table: np.ndarray, helper: Helper) -> None:
     seed = 7000
     synthetic = [(1, 1), (27, 500), (28, 28), (29, 31), (4000, 30), (3000, 4000)]
     for h, w in synthetic:
         img = Image.fromarray(synthetic_image(h, w), "RGB")
         src = OrderedDict(kind="synthetic", height=h, width=w)
-        run_case(g, stb, table, f"synthetic_{h}x{w}", img, POINTS_DEFAULT, src, seed)
+        run_case(g, helper, table, f"synthetic_{h}x{w}", img, POINTS_DEFAULT, src, seed)
         seed += 1
     for (h, w), limits, tag in [((29, 31), VLMEVALKIT, "vlmevalkit"), ((1, 1), VLMEVALKIT, "vlmevalkit"),
                                 ((3000, 4000), QWEN2VL_7B, "qwen2vl_7b")]:
         img = Image.fromarray(synthetic_image(h, w), "RGB")
         src = OrderedDict(kind="synthetic", height=h, width=w)
-        run_case(g, stb, table, f"synthetic_{h}x{w}_{tag}", img, limits, src, seed)
+        run_case(g, helper, table, f"synthetic_{h}x{w}_{tag}", img, limits, src, seed)
         seed += 1
 
     real = ["donut_cord_receipt_00004.jpg", "donut_document.png", "skimage_astronaut.png", "skimage_coffee.png"]
@@ -313,28 +337,23 @@ def preprocessing_cases(g: Goldens, table: np.ndarray, stb: Helper, manifest: Or
     for file in real:
         with open(os.path.join(DATA_DIR, file), "rb") as f:
             data = f.read()
-        if file.endswith(".jpg"):
-            rgb = stb_rgb_as_pillow(stb, data)
-            pillow_rgb = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-            manifest["jpeg_decoder_difference"] = OrderedDict(
-                file=file, compared="Pillow (libjpeg-turbo) vs stb_image, RGB bytes",
-                **decoder_difference(pillow_rgb, np.asarray(rgb)))
-            decoder = "stb_image"
-        else:
-            rgb = Image.open(io.BytesIO(data)).convert("RGB")
-            decoder = "Pillow"
+        opened = Image.open(io.BytesIO(data))
+        mode = opened.mode
+        rgb = opened.convert("RGB")
         decoded = np.asarray(rgb)
         stem = os.path.splitext(file)[0]
-        src = OrderedDict(kind="real", file=file, file_bytes=len(data), decoded_by=decoder,
+        src = OrderedDict(kind="real", file=file, file_bytes=len(data), decoded_by="Pillow", pillow_mode=mode,
                           decoded_size=[decoded.shape[0], decoded.shape[1]],
-                          decoded_fnv1a64=stb.fnv1a64(decoded))
-        run_case(g, stb, table, f"real_{stem}", rgb, POINTS_DEFAULT, src, seed)
+                          decoded_fnv1a64=helper.fnv1a64(decoded))
+        if file.endswith(".jpg"):
+            src["jpeg"] = jpeg_structure(data)
+        run_case(g, helper, table, f"real_{stem}", rgb, POINTS_DEFAULT, src, seed)
         seed += 1
         if file == "skimage_coffee.png":
-            run_case(g, stb, table, f"real_{stem}_vlmevalkit", rgb, VLMEVALKIT, src, seed)
+            run_case(g, helper, table, f"real_{stem}_vlmevalkit", rgb, VLMEVALKIT, src, seed)
             seed += 1
         if file == "donut_document.png":
-            run_case(g, stb, table, f"real_{stem}_qwen2vl_7b", rgb, QWEN2VL_7B, src, seed)
+            run_case(g, helper, table, f"real_{stem}_qwen2vl_7b", rgb, QWEN2VL_7B, src, seed)
             seed += 1
 
 
@@ -344,6 +363,17 @@ def preprocessing_cases(g: Goldens, table: np.ndarray, stb: Helper, manifest: Or
 def fixture_pixels(h: int, w: int, c: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, (h, w, c), dtype=np.uint8)
+
+
+def blocky_noise(h: int, w: int, c: int, seed: int, saturated: bool = False) -> np.ndarray:
+    """uint8 [h, w, c]: 5 x 5 blocks of random colours (saturated: every sample 0 or 255) plus noise in
+    [-8, 8], clipped."""
+    rng = np.random.default_rng(seed)
+    blocks = rng.integers(0, 256, (-(-h // 5), -(-w // 5), c), dtype=np.int16)
+    if saturated:
+        blocks = np.where(blocks < 128, 0, 255).astype(np.int16)
+    img = np.kron(blocks, np.ones((5, 5, 1), dtype=np.int16))[:h, :w]
+    return np.clip(img + rng.integers(-8, 9, (h, w, c), dtype=np.int16), 0, 255).astype(np.uint8)
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -451,7 +481,7 @@ def pillow_bytes(im: Image.Image, fmt: str, **kw) -> bytes:
     return b.getvalue()
 
 
-def make_fixtures(stb: Helper) -> "OrderedDict[str, tuple[str, bytes, str]]":
+def make_fixtures(helper: Helper) -> "OrderedDict[str, tuple[str, bytes, str]]":
     """name -> (extension, bytes, how it was written)."""
     fx: "OrderedDict[str, tuple[str, bytes, str]]" = OrderedDict()
     H, W = 11, 13  # odd sizes: partial Adam7 passes, BMP row padding, 4:2:0 edges
@@ -495,7 +525,8 @@ def make_fixtures(stb: Helper) -> "OrderedDict[str, tuple[str, bytes, str]]":
     fx["png_p2_trns"] = ("png", write_png((gray >> 6)[:, :, None], 3, 2, [(b"PLTE", pal6[:12]), (b"tRNS", b"\x00\x80")]),
                          "2-bit palette with tRNS")
 
-    # JPEG (expected pixels: stb's decode, see the module docstring)
+    # JPEG: odd sizes (partial MCUs at the right and bottom edges for every sampling), blocky images
+    # (less ringing) plus noise, every file under 3 KB (tests decode every prefix of every fixture).
     big = np.kron(fixture_pixels(4, 4, 3, 8), np.ones((5, 5, 1), dtype=np.uint8))[:19, :17]  # blocky: less ringing
     fx["jpeg_rgb"] = ("jpg", pillow_bytes(Image.fromarray(big, "RGB"), "JPEG", quality=90), "Pillow, RGB 4:2:0, q90")
     fx["jpeg_rgb444_progressive"] = ("jpg", pillow_bytes(Image.fromarray(big, "RGB"), "JPEG", quality=95, subsampling=0,
@@ -503,6 +534,49 @@ def make_fixtures(stb: Helper) -> "OrderedDict[str, tuple[str, bytes, str]]":
     fx["jpeg_gray"] = ("jpg", pillow_bytes(Image.fromarray(big[:, :, 0], "L"), "JPEG", quality=90), "Pillow, mode L")
     fx["jpeg_cmyk"] = ("jpg", pillow_bytes(Image.fromarray(np.dstack([big, big[:, :, :1]]), "CMYK"), "JPEG", quality=95),
                        "Pillow, mode CMYK (Adobe APP14, inverted)")
+    small = blocky_noise(19, 17, 3, 10)  # 19 rows x 17 columns
+    wide = blocky_noise(21, 35, 3, 11)   # 21 rows x 35 columns: 4:1:1 and 4:2:2 MCUs are 32 / 16 wide
+    wide_gray = blocky_noise(21, 35, 1, 12)[:, :, 0]
+    cmyk = blocky_noise(19, 17, 4, 13)
+    fx["jpeg_rgb422"] = ("jpg", pillow_bytes(Image.fromarray(wide, "RGB"), "JPEG", quality=90, subsampling=1),
+                         "Pillow, RGB 4:2:2 (subsampling=1), q90")
+    fx["jpeg_rgb444"] = ("jpg", pillow_bytes(Image.fromarray(small, "RGB"), "JPEG", quality=90, subsampling=0),
+                         "Pillow, RGB 4:4:4 (subsampling=0), baseline, q90")
+    fx["jpeg_rgb420_progressive"] = ("jpg", pillow_bytes(Image.fromarray(wide, "RGB"), "JPEG", quality=90, subsampling=2,
+                                                         progressive=True), "Pillow, RGB 4:2:0, progressive, q90")
+    fx["jpeg_gray_progressive"] = ("jpg", pillow_bytes(Image.fromarray(wide_gray, "L"), "JPEG", quality=90,
+                                                       progressive=True), "Pillow, mode L, progressive, q90")
+    fx["jpeg_rgb420_restart_blocks"] = ("jpg", pillow_bytes(Image.fromarray(wide, "RGB"), "JPEG", quality=90,
+                                                            subsampling=2, restart_marker_blocks=2),
+                                        "Pillow, RGB 4:2:0, q90, restart_marker_blocks=2 (a restart interval of 2 "
+                                        "MCUs, crossing MCU rows)")
+    fx["jpeg_rgb420_restart_rows"] = ("jpg", pillow_bytes(Image.fromarray(wide, "RGB"), "JPEG", quality=90,
+                                                          subsampling=2, restart_marker_rows=1),
+                                      "Pillow, RGB 4:2:0, q90, restart_marker_rows=1 (a restart marker after every "
+                                      "MCU row)")
+    fx["jpeg_rgb420_q20"] = ("jpg", pillow_bytes(Image.fromarray(blocky_noise(19, 17, 3, 14, saturated=True), "RGB"),
+                                                 "JPEG", quality=20, subsampling=2),
+                             "Pillow, RGB 4:2:0, q20, saturated colours (strong ringing, clipped at 0 and 255)")
+    # JPEG layouts Pillow cannot write: tools/golden/image_helper.c, system libjpeg, q90.
+    fx["jpeg_ycck"] = ("jpg", helper.jpeg("ycck", cmyk),
+                       "system libjpeg (image_helper jpeg ycck): CMYK stored as YCCK, sampling 2x2 1x1 1x1 2x2, "
+                       "Adobe APP14 transform 2, q90")
+    fx["jpeg_cmyk_no_adobe"] = ("jpg", helper.jpeg("cmyk_no_adobe", cmyk),
+                                "system libjpeg (image_helper jpeg cmyk_no_adobe): CMYK 4:4:4:4 without an Adobe "
+                                "marker (Pillow reads it inverted all the same), q90")
+    fx["jpeg_rgb_no_ycbcr"] = ("jpg", helper.jpeg("rgb", small),
+                               "system libjpeg (image_helper jpeg rgb): RGB stored without YCbCr conversion, "
+                               "Adobe APP14 transform 0, 4:4:4, q90")
+    fx["jpeg_rgb440"] = ("jpg", helper.jpeg("h1v2", wide),
+                         "system libjpeg (image_helper jpeg h1v2): YCbCr 4:4:0 (luma 1x2), q90")
+    fx["jpeg_rgb411"] = ("jpg", helper.jpeg("h4v1", wide),
+                         "system libjpeg (image_helper jpeg h4v1): YCbCr 4:1:1 (luma 4x1), q90")
+    fx["jpeg_rgb420_arithmetic"] = ("jpg", helper.jpeg("arith", wide),
+                                    "system libjpeg (image_helper jpeg arith): YCbCr 4:2:0, arithmetic coding, q90")
+    fx["jpeg_rgb420_progressive_restart"] = ("jpg", helper.jpeg("h2v2_restart_progressive", wide),
+                                             "system libjpeg (image_helper jpeg h2v2_restart_progressive): YCbCr "
+                                             "4:2:0, progressive (jpeg_simple_progression), restart interval 1 MCU, "
+                                             "q90")
 
     # GIF
     gif_p = pillow_bytes(pal_img, "GIF")
@@ -607,47 +681,44 @@ def main() -> int:
         hash="FNV-1a 64 (offset 0xcbf29ce484222325, prime 0x100000001b3) over the bytes; per row of the resized "
              "uint8 image [h, w, 3] and over whole buffers (pixel_values as little-endian float32)",
         samples=f"{N_SAMPLES} distinct flat indices into pixel_values per case, numpy default_rng(sample_seed), sorted",
-        synthetic="test_golden_image.cpp: synthetic_image(h, w) (uint32 hash noise + gradients + checkerboard + lines)")
+        synthetic="test_golden_image.cpp: synthetic_image(h, w) (uint32 hash noise + gradients + checkerboard + lines)",
+        fixtures="every fixture's expected pixels are Pillow's Image.open(f).convert('RGB'), whoever wrote the file; "
+                 "for JPEG, `jpeg` is read from the file's markers: sampling = horizontal x vertical factors per "
+                 "component, adobe_transform null without an Adobe APP14 marker, restart_interval 0 without DRI, "
+                 "restart_markers = RSTn markers in all scans")
 
     with tempfile.TemporaryDirectory() as tmp:
-        stb = Helper(tmp)
+        helper = Helper(tmp)
         g = Goldens()
         table = normalization_table()
         g.put("normalization_table", table)
         print("preprocessing cases")
-        preprocessing_cases(g, table, stb, manifest)
+        preprocessing_cases(g, table, helper)
         manifest["cases"] = g.cases
 
         print("format fixtures")
-        fixtures = make_fixtures(stb)
-        fmt_tensors: "OrderedDict[str, np.ndarray]" = OrderedDict()
-        fmt_entries = []
-        jpeg_diffs = OrderedDict()
-        for name, (ext, data, how) in fixtures.items():
-            file = f"{name}.{ext}"
-            with open(os.path.join(images_dir, file), "wb") as f:
-                f.write(data)
-            opened = Image.open(io.BytesIO(data))
-            pillow_mode = opened.mode
-            pillow_rgb = np.asarray(opened.convert("RGB"))
-            if ext == "jpg":
-                stb_px = stb.decode(data)
-                if name == "jpeg_cmyk":  # stb converts CMYK itself; there is no raw CMYK to hand to Pillow
-                    expected = stb_px
-                else:
-                    expected = np.asarray(stb_rgb_as_pillow(stb, data))
-                jpeg_diffs[name] = decoder_difference(pillow_rgb, expected)
-                source = "stb_image decode -> Image.frombytes -> convert('RGB')" if name != "jpeg_cmyk" else "stb_image decode"
-            else:
-                expected = pillow_rgb
-                source = "Pillow Image.open(f).convert('RGB')"
-            fmt_tensors[f"{name}.rgb"] = np.ascontiguousarray(expected)
-            fmt_entries.append(OrderedDict(name=name, file=f"images/{file}", bytes=len(data), written_by=how,
-                                           pillow_mode=pillow_mode, size=[int(expected.shape[0]), int(expected.shape[1])],
-                                           expected=source, tensor=f"{name}.rgb"))
-            print(f"  {file}: {len(data)} bytes, Pillow mode {pillow_mode}")
-        manifest["fixtures"] = fmt_entries
-        manifest["jpeg_fixture_decoder_difference"] = jpeg_diffs
+        fixtures = make_fixtures(helper)
+    fmt_tensors: "OrderedDict[str, np.ndarray]" = OrderedDict()
+    fmt_entries = []
+    for name, (ext, data, how) in fixtures.items():
+        file = f"{name}.{ext}"
+        if ext == "jpg" and len(data) >= MAX_JPEG_FIXTURE_BYTES:
+            sys.exit(f"{file} is {len(data)} bytes, not under {MAX_JPEG_FIXTURE_BYTES}")
+        with open(os.path.join(images_dir, file), "wb") as f:
+            f.write(data)
+        # The expected pixels are always Pillow's, whoever wrote the file.
+        opened = Image.open(io.BytesIO(data))
+        pillow_mode = opened.mode
+        expected = np.asarray(opened.convert("RGB"))
+        fmt_tensors[f"{name}.rgb"] = np.ascontiguousarray(expected)
+        entry = OrderedDict(name=name, file=f"images/{file}", bytes=len(data), written_by=how, pillow_mode=pillow_mode,
+                            size=[int(expected.shape[0]), int(expected.shape[1])],
+                            expected="Pillow Image.open(f).convert('RGB')", tensor=f"{name}.rgb")
+        if ext == "jpg":
+            entry["jpeg"] = jpeg_structure(data)
+        fmt_entries.append(entry)
+        print(f"  {file}: {len(data)} bytes, Pillow mode {pillow_mode}")
+    manifest["fixtures"] = fmt_entries
 
     files = OrderedDict()
     for fname, tensors in [("image_goldens.safetensors", g.tensors), ("image_formats.safetensors", fmt_tensors)]:

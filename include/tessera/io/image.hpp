@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // Images exactly as POINTS1.5 sees them (spec section 1): decoding PNG / JPEG / GIF / BMP / TGA to
-// RGB8 as Pillow 11's Image.open(f).convert('RGB') does, WePOINTS' smart_resize, Pillow's bicubic
-// resize bit for bit, transformers' rescale + CLIP normalization in its float order, and the
-// Qwen2VLImageProcessor pixel rows (pack::patchify) with image_grid_thw.
+// RGB8 as Pillow 11's Image.open(f).convert('RGB') does (JPEG through libjpeg-turbo, PNG through
+// libpng), WePOINTS' smart_resize, Pillow's bicubic resize bit for bit, transformers' rescale +
+// CLIP normalization in its float order, and the Qwen2VLImageProcessor pixel rows
+// (pack::patchify) with image_grid_thw.
 // How each format maps onto Pillow, and what is refused: docs/inputs.md and io/detail/image_*.hpp.
 #pragma once
 
@@ -168,19 +169,17 @@ namespace detail {
 }  // namespace detail
 
 /// Decodes a PNG, JPEG, GIF (first frame), BMP or TGA image held in memory to RGB8, with the
-/// pixels Pillow 11 gives for Image.open(f).convert('RGB'): gray replicated, alpha dropped (never
-/// composited), palettes looked up, 16-bit PNG as Pillow reduces it. JPEG goes through stb_image's
-/// decoder, which is not libjpeg-turbo: its pixels can differ from Pillow's by a few levels.
-/// EXIF orientation and colour profiles are ignored, as Image.open ignores them.
+/// pixels Pillow 11 gives for Image.open(f).convert('RGB'), bit for bit: gray replicated, alpha
+/// dropped (never composited), palettes looked up, 16-bit PNG as Pillow reduces it, CMYK / YCCK
+/// JPEG as Pillow converts it. EXIF orientation and colour profiles are ignored, as Image.open
+/// ignores them.
+/// Who decodes what (docs/inputs.md): JPEG libjpeg-turbo, with Pillow's settings; PNG libpng; GIF
+/// stb_image (its LZW decoding only, behind tessera's structure checks); BMP and TGA tessera itself.
 /// Safe on arbitrary bytes: the format is identified from magic numbers (TGA, which has none, from
-/// a valid header), the structure is checked by tessera (lengths, CRCs, markers, truncation, the
-/// Huffman-coded data of JPEG scans and PNG zlib streams, so that the bugs of Debian's stb_image
-/// 2.27 stay out of reach) and the declared size against `limits` before anything is allocated for
-/// pixels; every problem is a tessera::error naming the input and the reason (stb_image's reason
-/// where stb refuses).
-/// PNG, JPEG and GIF are decoded by stb_image (Debian's libstb); BMP and TGA by tessera itself,
-/// because stb's readers differ from Pillow's there. Thread-safe (each call resets this thread's
-/// stb_image vertical-flip flag to off).
+/// a valid header), the declared size is checked against `limits` before anything is allocated for
+/// pixels, and every problem (corrupt, truncated, unsupported) is a tessera::error naming the input
+/// and the reason, the decoding library's reason included. Stricter than Pillow where Pillow would
+/// return damaged pixels silently (corrupt JPEG entropy-coded data). Thread-safe.
 [[nodiscard]] inline rgb_image decode_image(std::span<std::byte const> bytes, image_limits const& limits = {}) {
   std::string const label = "io::decode_image: image in memory (" + std::to_string(bytes.size()) + " bytes)";
   return detail::decode_labeled(bytes, limits, label);

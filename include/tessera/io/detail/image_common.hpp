@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Shared pieces of tessera's image decoders (io/image.hpp): the decoded RGB8 buffer, the pixel
 // budget checked from a header before anything is allocated, bounds-checked little/big-endian
-// reads, CRC-32 (PNG chunks) and a bounded whole-file read.
+// reads, the guard around calls into C decoders that report errors with longjmp, and a bounded
+// whole-file read.
 #pragma once
 
 #include <tessera/core/buffer.hpp>
@@ -9,8 +10,8 @@
 #include <tessera/core/error.hpp>
 #include <tessera/io/detail/posix_file.hpp>
 
-#include <array>
 #include <cerrno>
+#include <csetjmp>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -82,20 +83,15 @@ inline void check_budget(image_input const& in, char const* format, std::uint64_
   return (u16be(p) << 16) | u16be(p + 2);
 }
 
-/// CRC-32 (ISO 3309, as PNG and zlib use it) of `n` bytes, continuing from `crc` (0 to start).
-[[nodiscard]] inline std::uint32_t crc32(std::uint8_t const* p, std::size_t n, std::uint32_t crc = 0) noexcept {
-  static constexpr std::array<std::uint32_t, 256> table = [] {
-    std::array<std::uint32_t, 256> t{};
-    for (std::uint32_t i = 0; i < 256; ++i) {
-      std::uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1u) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      t[i] = c;
-    }
-    return t;
-  }();
-  crc = ~crc;
-  for (std::size_t i = 0; i < n; ++i) crc = table[(crc ^ p[i]) & 0xFFu] ^ (crc >> 8);
-  return ~crc;
+/// Runs `step`, a group of calls into a C library (libjpeg, libpng) whose error callback leaves
+/// with std::longjmp(jump, 1); false when it did. C++ allows that jump only over frames without
+/// objects that have destructors: `step` and what it calls hold none (plain C calls on state that
+/// outlives this call), and the caller turns the failure into a tessera::error.
+template <class Step>
+[[nodiscard]] bool guarded_call(std::jmp_buf& jump, Step const& step) {
+  if (setjmp(jump) != 0) return false;
+  step();
+  return true;
 }
 
 /// Reads a whole regular file of at most `max_bytes` bytes. The size comes from fstat and is

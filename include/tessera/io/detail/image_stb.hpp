@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // The calls into stb_image (Debian's libstb: the implementation is compiled into the shared
-// library, never into tessera): owning pointers for its results, its failure reason in every
-// error, and a cross-check of stb's own header parse against the size tessera budgeted for.
+// library, never into tessera), which decodes the LZW data of GIF frames (image_gif.hpp): owning
+// pointers for its results, its failure reason in every error, and a cross-check of stb's own
+// header parse against the size tessera budgeted for.
 #pragma once
 
 #include <tessera/core/error.hpp>
@@ -66,40 +67,6 @@ inline void stb_cross_check(image_input const& in, std::uint8_t const* data, std
                 " header says ", width, " x ", height);
   out.channels = req_channels != 0 ? req_channels : c;
   return out;
-}
-
-/// stbi_load_16_from_memory: 16 bits per sample, the file's own channels (PNG with bit depth 16).
-[[nodiscard]] inline stbi_pixels<std::uint16_t> stb_load_16(image_input const& in, std::uint8_t const* data,
-                                                            std::size_t size, char const* format, index_t height,
-                                                            index_t width) {
-  check_stb_length(in, size);
-  stbi_set_flip_vertically_on_load_thread(0);
-  int w = 0, h = 0, c = 0;
-  stbi_pixels<std::uint16_t> out;
-  out.data.reset(stbi_load_16_from_memory(data, static_cast<int>(size), &w, &h, &c, 0));
-  TESSERA_CHECK(out.data != nullptr, *in.label, ": stb_image cannot decode this ", format, ": ", stbi_reason());
-  TESSERA_CHECK(w == width && h == height, *in.label, ": stb_image decoded ", w, " x ", h, " pixels, the ", format,
-                " header says ", width, " x ", height);
-  out.channels = c;
-  return out;
-}
-
-/// Copies stb's samples into RGB8 the way Pillow's convert('RGB') does for the same channel
-/// layout: 1 (L) and 2 (LA) channels replicate the gray value, 3 copies, 4 drops alpha. Pillow
-/// never composites alpha in convert('RGB').
-inline void stb_to_rgb(std::uint8_t const* src, int channels, raw_rgb& out) {
-  std::uint8_t* dst = out.pixels.data();
-  std::size_t const n = static_cast<std::size_t>(out.height * out.width);
-  auto const ch = static_cast<std::size_t>(channels);
-  if (channels >= 3) {
-    for (std::size_t i = 0; i < n; ++i) {
-      dst[3 * i + 0] = src[ch * i + 0];
-      dst[3 * i + 1] = src[ch * i + 1];
-      dst[3 * i + 2] = src[ch * i + 2];
-    }
-  } else {
-    for (std::size_t i = 0; i < n; ++i) dst[3 * i + 0] = dst[3 * i + 1] = dst[3 * i + 2] = src[ch * i];
-  }
 }
 
 }  // namespace tessera::io::detail
