@@ -26,12 +26,12 @@
 #include <tessera/core/error.hpp>
 #include <tessera/io/detail/image_common.hpp>
 
+#include <algorithm>
 #include <csetjmp>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>  // jpeglib.h uses FILE and size_t without including their headers
 #include <cstring>
-#include <vector>
 
 #include <jerror.h>
 #include <jpeglib.h>
@@ -151,15 +151,18 @@ inline void cmyk_inverted_to_rgb(std::uint8_t const* cmyk, std::uint8_t* rgb, st
   std::size_t const out_comps = comps == 4 ? 4 : 3;
   host_buffer<std::uint8_t> cmyk;  // 4-component files decode here first
   std::uint8_t* const target = comps == 4 ? (cmyk = host_buffer<std::uint8_t>(h * w * 4)).data() : out.pixels.data();
-  std::vector<JSAMPROW> rows(static_cast<std::size_t>(h));
-  for (std::size_t y = 0; y < rows.size(); ++y) rows[y] = target + y * static_cast<std::size_t>(w) * out_comps;
+  std::size_t const row_bytes = static_cast<std::size_t>(w) * out_comps;
 
-  // 2. The scans, then everything up to the end-of-image marker.
-  JSAMPARRAY const row_ptrs = rows.data();
-  if (!guarded_call(s.jump, [&ci, row_ptrs] {
+  // 2. The scans, straight into the output rows (a few at a time), then everything up to the
+  //    end-of-image marker.
+  if (!guarded_call(s.jump, [&ci, target, row_bytes] {
         (void)jpeg_start_decompress(&ci);
-        while (ci.output_scanline < ci.output_height)
-          (void)jpeg_read_scanlines(&ci, row_ptrs + ci.output_scanline, ci.output_height - ci.output_scanline);
+        JSAMPROW batch[16];
+        while (ci.output_scanline < ci.output_height) {
+          JDIMENSION const n = std::min<JDIMENSION>(16, ci.output_height - ci.output_scanline);
+          for (JDIMENSION i = 0; i < n; ++i) batch[i] = target + (ci.output_scanline + i) * row_bytes;
+          (void)jpeg_read_scanlines(&ci, batch, n);
+        }
         (void)jpeg_finish_decompress(&ci);
       }))
     fail("(decoding the scans)");

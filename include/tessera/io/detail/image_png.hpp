@@ -24,7 +24,6 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
-#include <vector>
 
 #include <png.h>
 
@@ -131,15 +130,14 @@ inline void check_png_header(image_input const& in) {
   std::size_t const stride = static_cast<std::size_t>(w) * channels * (depth == 16 ? 2 : 1);
   host_buffer<std::uint8_t> raw(direct ? 0 : static_cast<index_t>(stride) * h);
   std::uint8_t* const target = direct ? out.pixels.data() : raw.data();
-  std::vector<png_bytep> rows(static_cast<std::size_t>(h));
-  for (std::size_t y = 0; y < rows.size(); ++y) rows[y] = target + y * stride;
-  png_bytepp const row_ptrs = rows.data();
-  if (!guarded_call(s.jump, [&s, color, depth, row_ptrs] {
+  png_uint_32 const n_rows = height;
+  if (!guarded_call(s.jump, [&s, color, depth, target, stride, n_rows] {
         if (depth < 8 && color == PNG_COLOR_TYPE_GRAY) png_set_expand_gray_1_2_4_to_8(s.png);
         if (depth < 8 && color == PNG_COLOR_TYPE_PALETTE) png_set_packing(s.png);  // one index a byte
-        (void)png_set_interlace_handling(s.png);
+        int const passes = png_set_interlace_handling(s.png);  // 7 for Adam7, each over every row
         png_read_update_info(s.png, s.info);
-        png_read_image(s.png, row_ptrs);
+        for (int pass = 0; pass < passes; ++pass)
+          for (png_uint_32 y = 0; y < n_rows; ++y) png_read_row(s.png, target + y * stride, nullptr);
         png_read_end(s.png, nullptr);
       }))
     fail("(decoding the image data)");
@@ -149,8 +147,8 @@ inline void check_png_header(image_input const& in) {
 
   std::uint8_t* dst = out.pixels.data();
   auto const n = static_cast<std::size_t>(w);
-  for (std::size_t y = 0; y < rows.size(); ++y) {
-    std::uint8_t const* src = rows[y];
+  for (std::size_t y = 0; y < n_rows; ++y) {
+    std::uint8_t const* src = target + y * stride;
     std::uint8_t* o = dst + y * n * 3;
     auto const put = [&](std::size_t x, std::uint8_t r, std::uint8_t g, std::uint8_t b) {
       o[3 * x] = r;
@@ -196,8 +194,8 @@ inline void check_png_header(image_input const& in) {
         lut[static_cast<std::size_t>(3 * i + 1)] = plte[i].green;
         lut[static_cast<std::size_t>(3 * i + 2)] = plte[i].blue;
       }
-    for (std::size_t y = 0; y < rows.size(); ++y) {
-      std::uint8_t const* src = rows[y];
+    for (std::size_t y = 0; y < n_rows; ++y) {
+      std::uint8_t const* src = target + y * stride;
       std::uint8_t* o = dst + y * n * 3;
       for (std::size_t x = 0; x < n; ++x) std::memcpy(o + 3 * x, lut.data() + 3 * std::size_t{src[x]}, 3);
     }
