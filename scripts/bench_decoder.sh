@@ -21,14 +21,8 @@ while [ $# -gt 0 ]; do
     *) echo "usage: $0 [--threads N] [--models \"0.5B 1.5B\"] [--out PATH]" >&2; exit 2 ;;
   esac
 done
-python=${PYTHON:-}
-if [ -z "$python" ]; then
-  if [ -x .venv/bin/python ]; then python=.venv/bin/python; else python=python3; fi
-fi
-build=${BUILD_DIR:-build-bench}
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DTESSERA_SIMD_ARCH=native -DTESSERA_BUILD_TESTS=OFF \
-  -DTESSERA_BUILD_EXAMPLES=OFF >/dev/null
-cmake --build "$build" --target bench_decoder -j"${JOBS:-2}" >/dev/null
+source scripts/bench_common.sh
+bench_build bench_decoder
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -28,15 +28,9 @@ while [ $# -gt 0 ]; do
     *) echo "usage: $0 [--runs N] [--reps N] [--quick] [--out PATH]" >&2; exit 2 ;;
   esac
 done
-python=${PYTHON:-}
-if [ -z "$python" ]; then
-  if [ -x .venv/bin/python ]; then python=.venv/bin/python; else python=python3; fi
-fi
-build=${BUILD_DIR:-build-bench}
+source scripts/bench_common.sh
 
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DTESSERA_SIMD_ARCH=native -DTESSERA_BUILD_TESTS=OFF \
-  -DTESSERA_BUILD_EXAMPLES=OFF >/dev/null
-cmake --build "$build" --target bench_image -j"${JOBS:-2}" >/dev/null
+bench_build bench_image
 
 # Both sides on one CPU: the last one in this process's affinity list unless CPU says otherwise.
 cpu=${CPU:-}

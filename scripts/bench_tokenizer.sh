@@ -26,17 +26,11 @@ while [ $# -gt 0 ]; do
     *) echo "usage: $0 [--runs N] [--mb N] [--reps N] [--quick] [--out PATH]" >&2; exit 2 ;;
   esac
 done
-python=${PYTHON:-}
-if [ -z "$python" ]; then
-  if [ -x .venv/bin/python ]; then python=.venv/bin/python; else python=python3; fi
-fi
-build=${BUILD_DIR:-build-bench}
+source scripts/bench_common.sh
 data=${DATA:-../shared/data/qwen2-tokenizer}
 [ -f "$data/vocab.json" ] || { echo "bench_tokenizer.sh: no Qwen2 tokenizer at $data (set DATA)" >&2; exit 1; }
 
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DTESSERA_SIMD_ARCH=native -DTESSERA_BUILD_TESTS=OFF \
-  -DTESSERA_BUILD_EXAMPLES=OFF >/dev/null
-cmake --build "$build" --target bench_tokenizer -j"${JOBS:-2}" >/dev/null
+bench_build bench_tokenizer
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -27,24 +27,13 @@ import statistics
 import sys
 import time
 
+from timing import timed  # tools/bench/timing.py, beside this script
+
 SHAPES = {
     # name: (vocab, hidden, layers, heads, kv_heads, intermediate, tied), from the models' config.json
     "Qwen2.5-0.5B": (151936, 896, 24, 14, 2, 4864, True),
     "Qwen2.5-1.5B": (151936, 1536, 28, 12, 2, 8960, True),
 }
-
-
-def timed(fn, reps: int, min_seconds: float, warmup=None) -> list[float]:
-    (warmup or fn)()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < reps or time.perf_counter() - start < min_seconds:
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-        if len(times) >= 200:
-            break
-    return times
 
 
 def bench_model(name: str, dtype_name: str, args) -> dict:
@@ -76,7 +65,8 @@ def bench_model(name: str, dtype_name: str, args) -> dict:
         def prefill(x=ids):
             model(input_ids=x, use_cache=True, past_key_values=DynamicCache(), num_logits_to_keep=1)
         # Warm up on 16 tokens: a 512-token bf16 prefill can take minutes where bf16 is slow.
-        t = timed(prefill, args.prefill_reps if dtype_name == "f32" else 1, 0.0, warmup=lambda: prefill(ids[:, :16]))
+        t = timed(prefill, args.prefill_reps if dtype_name == "f32" else 1, 0.0, warmup=lambda: prefill(ids[:, :16]),
+                  max_reps=200)
         out["prefill"] = {"tokens": n_prefill, "min_s": min(t), "median_s": statistics.median(t), "reps": len(t),
                           "tokens_per_s": n_prefill / min(t), "median_tokens_per_s": n_prefill / statistics.median(t)}
         print(f"  prefill {n_prefill}: {min(t):.3f} s min -> {n_prefill / min(t):.1f} tokens/s", file=sys.stderr)
@@ -101,7 +91,7 @@ def bench_model(name: str, dtype_name: str, args) -> dict:
                 cache.crop(ctx - 1)
                 logits = model(input_ids=tok, use_cache=True, past_key_values=cache).logits
                 tok = logits[:, -1].argmax(-1, keepdim=True)
-            t = timed(step, args.steps, 0.0)
+            t = timed(step, args.steps, 0.0, max_reps=200)
             out["decode"].append({"context": ctx, "cache": how, "min_ms": min(t) * 1e3,
                                   "median_ms": statistics.median(t) * 1e3, "steps": len(t),
                                   "tokens_per_s": 1.0 / min(t), "median_tokens_per_s": 1.0 / statistics.median(t)})

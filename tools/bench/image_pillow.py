@@ -40,6 +40,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import PIL  # noqa: E402
 from PIL import Image, features  # noqa: E402
+from timing import timed  # noqa: E402  (tools/bench/timing.py, beside this script)
 
 
 # --------------------------------------------------------------------------------------------- #
@@ -106,19 +107,6 @@ def fnv1a64(data) -> str:
     return f"{h:016x}"
 
 
-def timed(fn, reps: int, min_seconds: float) -> list[float]:
-    fn()  # warm-up
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < reps or time.perf_counter() - start < min_seconds:
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-        if len(times) >= 2000:
-            break
-    return sorted(times)
-
-
 def stage(times: list[float], megapixels: float) -> dict:
     med = times[len(times) // 2]
     return {"min_s": times[0], "median_s": med, "reps": len(times), "mp_per_s": megapixels / times[0],
@@ -177,9 +165,9 @@ def main():
           f"{transformers.__version__}: {args.image} {width} x {height} ({megapixels:.2f} MP), {len(data)} bytes -> "
           f"resized {thw[2] * 14} x {thw[1] * 14}, {pv.shape[0]} patches")
 
-    t_decode = timed(decode, args.reps, args.min_time)
-    t_pre = timed(lambda: preprocess(decoded), args.reps, args.min_time)
-    t_pipe = timed(lambda: preprocess(decode()), args.reps, args.min_time)
+    t_decode = sorted(timed(decode, args.reps, args.min_time))
+    t_pre = sorted(timed(lambda: preprocess(decoded), args.reps, args.min_time))
+    t_pipe = sorted(timed(lambda: preprocess(decode()), args.reps, args.min_time))
 
     t0 = time.perf_counter()
     rgb_bytes = decoded.tobytes()  # mode RGB: rows top to bottom, R G B interleaved, as tessera's rgb_image
