@@ -79,6 +79,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import make_config_goldens  # noqa: E402  (the house CustomLlama <- Qwen2 converter, for a round-trip check)
+from make_decoder_goldens import file_entry  # noqa: E402  (bytes, sha256, every tensor's dtype and shape)
 
 GENERATOR = "tools/golden/make_points15_goldens.py"
 MAX_FILE_BYTES = 2_000_000  # every golden file under 2 MB
@@ -803,18 +804,6 @@ def run_request(model, variant: str, tokenizer, image_processor, messages: list,
 # ------------------------------------------------------------------------------------------------
 # Files
 # ------------------------------------------------------------------------------------------------
-def file_entry(path: str) -> OrderedDict:
-    e = OrderedDict(bytes=os.path.getsize(path), sha256=sha256_file(path))
-    if path.endswith(".safetensors"):
-        tensors = OrderedDict()
-        with safetensors.safe_open(path, "pt") as st:
-            for k in st.keys():
-                x = st.get_slice(k)
-                tensors[k] = OrderedDict(dtype=x.get_dtype(), shape=list(x.get_shape()))
-        e["tensors"] = tensors
-    return e
-
-
 def save_tensors(path: str, tensors: "OrderedDict[str, torch.Tensor]") -> None:
     """Float tensors stored F32 (bf16 widened exactly); integer tensors as given (I32 ids, I64 hashes)."""
     out = OrderedDict()
