@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
+#include <fstream>
 #include <functional>
 #include <unistd.h>
 #include <vector>
@@ -28,6 +29,14 @@ struct timing {
   double min_s = 0, median_s = 0;
   int reps = 0;
 };
+
+/// The 1-minute load average (/proc/loadavg), -1 where it cannot be read: recorded with each run.
+inline double load_average() {
+  std::ifstream in("/proc/loadavg");
+  double l = -1;
+  in >> l;
+  return l;
+}
 
 /// Runs f once to warm up, then `reps` timed calls (at least min_time seconds in total).
 inline timing time_it(std::function<void(int)> const& f, int reps, double min_time) {

@@ -52,13 +52,6 @@ std::string fnv1a64_hex(void const* data, std::size_t n) {
   return hex;
 }
 
-double load_average() {
-  std::ifstream in("/proc/loadavg");
-  double l = -1;
-  in >> l;
-  return l;
-}
-
 std::string compiler_name() {
 #if defined(__clang__)
   return std::string("clang ") + __clang_version__;
@@ -131,7 +124,7 @@ int main(int argc, char** argv) try {
   std::size_t const llc = bench::llc_bytes();
   std::printf("bench_image: 1 thread, SIMD arch %s (%s, %zu-bit vectors), %s, JPEG: %s, load average %.2f%s\n",
               TESSERA_SIMD_ARCH_NAME, xsimd::default_arch::name(), xsimd::batch<float>::size * 32,
-              compiler_name().c_str(), jpeg_library().c_str(), load_average(),
+              compiler_name().c_str(), jpeg_library().c_str(), bench::load_average(),
               quick ? ", quick mode (smoke test: timings are not measurements)" : "");
   std::size_t const probe_bytes = quick ? (std::size_t{64} << 20) : std::max<std::size_t>(std::size_t{1} << 30, 2 * llc);
   double const dram_before = bench::probe_dram_gbps(1, probe_bytes);
@@ -191,7 +184,7 @@ int main(int argc, char** argv) try {
                   {"optimized", false},
 #endif
                   {"llc_bytes", llc},
-                  {"load_average_1min", load_average()},
+                  {"load_average_1min", bench::load_average()},
                   {"quick", quick}};
   j["jpeg_library"] = jpeg_library();
   j["image"] = {{"path", image_path}, {"width", decoded.width()}, {"height", decoded.height()},

@@ -13,6 +13,7 @@
 #include <tessera/core/seq_offsets.hpp>
 #include <tessera/core/tensor_view.hpp>
 
+#include "bench_common.hpp"
 #include "vision_encoder_case.hpp"
 
 #include <nlohmann/json.hpp>
@@ -80,13 +81,6 @@ bool reset_peak_rss() {
   out << "5";
   out.flush();
   return static_cast<bool>(out);
-}
-
-double load_average() {
-  std::ifstream in("/proc/loadavg");
-  double l = -1;
-  in >> l;
-  return l;
 }
 
 std::vector<float> random_values(std::size_t n, unsigned seed) {
@@ -177,7 +171,7 @@ nlohmann::json bench_attention_pack(bench_options const& o, std::vector<std::int
   auto call = [&] { attn::masked_attention<backend::cpu>(in.part(0), in.part(1), in.part(2), in.seqs, in.out_view(), ctx, opt); };
   call();
   bool const checked = check_vs_reference(in, causal);
-  double const load_before = load_average();
+  double const load_before = bench::load_average();
   timing const t = time_it(call, o.quick ? 2 : 7, o.quick ? 0.02 : 1.0);
   double const flops = attention_flops(in.seqs, causal);
   std::string const name = "attn_f32_h16_d80_" + pack_name(lens) + (causal ? "_causal" : "");
@@ -299,14 +293,14 @@ int main(int argc, char** argv) {
     }
   }
   std::printf("bench_vision: %d threads, SIMD arch %s (%s, %zu-bit vectors), load average %.2f (1 min, includes this run)%s\n\n", o.threads,
-              TESSERA_SIMD_ARCH_NAME, xsimd::default_arch::name(), xsimd::batch<float>::size * 32, load_average(),
+              TESSERA_SIMD_ARCH_NAME, xsimd::default_arch::name(), xsimd::batch<float>::size * 32, bench::load_average(),
               o.quick ? ", quick mode (smoke test: timings are not measurements)" : "");
   nlohmann::json j;
   j["machine"] = {{"threads", o.threads},
                   {"simd_arch", TESSERA_SIMD_ARCH_NAME},
                   {"xsimd_arch", xsimd::default_arch::name()},
                   {"vector_bits", xsimd::batch<float>::size * 32},
-                  {"load_average_1min", load_average()},
+                  {"load_average_1min", bench::load_average()},
                   {"quick", o.quick}};
   j["cases"] = nlohmann::json::array();
   bool ok = true;

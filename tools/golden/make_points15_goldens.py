@@ -80,6 +80,7 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import make_config_goldens  # noqa: E402  (the house CustomLlama <- Qwen2 converter, for a round-trip check)
 from make_decoder_goldens import file_entry  # noqa: E402  (bytes, sha256, every tensor's dtype and shape)
+from make_tokenizer_goldens import byte_alphabet  # noqa: E402  (GPT-2's byte -> character table)
 
 GENERATOR = "tools/golden/make_points15_goldens.py"
 MAX_FILE_BYTES = 2_000_000  # every golden file under 2 MB
@@ -473,20 +474,6 @@ def load_reference(paths: "OrderedDict[str, str]", vision_embed_dim: int, shims:
 # ------------------------------------------------------------------------------------------------
 # Tokenizer
 # ------------------------------------------------------------------------------------------------
-def bytes_to_unicode() -> dict:
-    """GPT-2's byte -> printable character table (what ByteLevel uses)."""
-    bs = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-          + list(range(ord("®"), ord("ÿ") + 1)))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, [chr(c) for c in cs]))
-
-
 def add_qwen25_tokens(tok: Qwen2TokenizerFast, base: int) -> None:
     for k, (content, special) in enumerate(QWEN25_ADDED):
         tok.add_tokens([AddedToken(content, special=special, normalized=False, lstrip=False, rstrip=False,
@@ -506,7 +493,7 @@ def build_tokenizer(work: str, qwen2_dir: str) -> tuple[str, OrderedDict]:
     equal to those built from the shared Qwen2 vocabulary."""
     boot_dir = os.path.join(work, "boot")
     os.makedirs(boot_dir)
-    b2u = bytes_to_unicode()
+    b2u = byte_alphabet()
     with open(os.path.join(boot_dir, "vocab.json"), "w", encoding="utf-8") as f:
         json.dump({b2u[b]: i for i, b in enumerate(sorted(b2u))}, f, ensure_ascii=False)
     with open(os.path.join(boot_dir, "merges.txt"), "w", encoding="utf-8") as f:

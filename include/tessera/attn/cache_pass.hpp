@@ -65,13 +65,9 @@ struct host_cache_pass {
 };
 
 template <>
-struct cache_pass_impl<backend::reference> : host_cache_pass {
-  [[nodiscard]] static int threads(exec_ctx<backend::reference>&) noexcept { return 1; }
-};
+struct cache_pass_impl<backend::reference> : host_cache_pass {};
 template <class Arch>
-struct cache_pass_impl<backend::cpu_simd<Arch>> : host_cache_pass {
-  [[nodiscard]] static int threads(exec_ctx<backend::cpu_simd<Arch>>& ctx) noexcept { return ctx.threads(); }
-};
+struct cache_pass_impl<backend::cpu_simd<Arch>> : host_cache_pass {};
 }  // namespace detail
 
 /// Plans one pass of n_seqs sequences over a KV cache whose slot rows are contiguous per sequence.
@@ -129,8 +125,7 @@ void kv_append(tensor_view<float const, 3, backend::space_t<Backend>> k,
   for (index_t t = 0; t < rows.extent(0); ++t)
     TESSERA_CHECK(rows(t) >= 0 && rows(t) < keys.extent(0), "attn::kv_append: token ", t, " goes to row ", rows(t),
                   ", outside the cache's [0, ", keys.extent(0), ")");
-  using impl = detail::cache_pass_impl<Backend>;
-  impl::append(k, v, rows, keys, values, impl::threads(ctx));
+  detail::cache_pass_impl<Backend>::append(k, v, rows, keys, values, backend::host_threads(ctx));
 }
 
 }  // namespace tessera::attn

@@ -50,6 +50,16 @@ class exec_ctx {
   scratch_arena scratch_;
 };
 
+/// The threads a host kernel runs on: one for the reference backend (single-threaded by design),
+/// the context's count for the others.
+template <tag Backend>
+[[nodiscard]] int host_threads(exec_ctx<Backend> const& ctx) noexcept {
+  if constexpr (std::is_same_v<Backend, reference>)
+    return 1;
+  else
+    return ctx.threads();
+}
+
 }  // namespace tessera::backend
 
 namespace tessera {

@@ -37,8 +37,7 @@ void embedding(tensor_view<W const, 2, backend::space_t<Backend>> table, std::sp
                 "nn::embedding: the last dimension of the table and of out must be contiguous");
   if (n == 0 || table.extent(1) == 0) return;
   // The ids are checked above with the vocabulary in the message: the gather itself, unchecked.
-  using impl = detail::rows_impl<Backend>;
-  impl::gather(table, ids, out, impl::threads(ctx));
+  detail::rows_impl<Backend>::gather(table, ids, out, backend::host_threads(ctx));
 }
 
 }  // namespace tessera::nn

@@ -61,13 +61,9 @@ struct host_rows {
 };
 
 template <>
-struct rows_impl<backend::reference> : host_rows {
-  [[nodiscard]] static int threads(exec_ctx<backend::reference>&) noexcept { return 1; }
-};
+struct rows_impl<backend::reference> : host_rows {};
 template <class Arch>
-struct rows_impl<backend::cpu_simd<Arch>> : host_rows {
-  [[nodiscard]] static int threads(exec_ctx<backend::cpu_simd<Arch>>& ctx) noexcept { return ctx.threads(); }
-};
+struct rows_impl<backend::cpu_simd<Arch>> : host_rows {};
 
 /// Index checks shared by gather and scatter: every index in [0, n_rows).
 template <row_index I>
@@ -92,8 +88,7 @@ void gather_rows(tensor_view<W const, 2, backend::space_t<Backend>> src, std::sp
                 "nn::gather_rows: the last dimension of src and out must be contiguous");
   detail::check_row_indices("nn::gather_rows", idx, src.extent(0), "source");
   if (n == 0 || src.extent(1) == 0) return;
-  using impl = detail::rows_impl<Backend>;
-  impl::gather(src, idx, out, impl::threads(ctx));
+  detail::rows_impl<Backend>::gather(src, idx, out, backend::host_threads(ctx));
 }
 
 /// Mirrors dst.index_copy_(0, idx, src): dst[idx[t], :] = src[t, :].
@@ -111,8 +106,7 @@ void scatter_rows(tensor_view<float const, 2, backend::space_t<Backend>> src, st
                 "nn::scatter_rows: the last dimension of src and dst must be contiguous");
   detail::check_row_indices("nn::scatter_rows", idx, dst.extent(0), "destination");
   if (n == 0 || src.extent(1) == 0) return;
-  using impl = detail::rows_impl<Backend>;
-  impl::scatter(src, idx, dst, impl::threads(ctx));
+  detail::rows_impl<Backend>::scatter(src, idx, dst, backend::host_threads(ctx));
 }
 
 }  // namespace tessera::nn

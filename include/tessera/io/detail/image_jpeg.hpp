@@ -155,8 +155,12 @@ inline void cmyk_inverted_to_rgb(std::uint8_t const* cmyk, std::uint8_t* rgb, st
 
   // 2. The scans, straight into the output rows (a few at a time), then everything up to the
   //    end-of-image marker.
+  if (!guarded_call(s.jump, [&ci] { (void)jpeg_start_decompress(&ci); })) fail("(decoding the scans)");
+  TESSERA_CHECK(ci.output_width == ci.image_width && ci.output_height == ci.image_height &&
+                    static_cast<std::size_t>(ci.output_components) == out_comps,
+                label, ": libjpeg-turbo would write ", ci.output_width, " x ", ci.output_height, " x ",
+                ci.output_components, " samples, tessera expected ", w, " x ", h, " x ", out_comps);  // before any row
   if (!guarded_call(s.jump, [&ci, target, row_bytes] {
-        (void)jpeg_start_decompress(&ci);
         JSAMPROW batch[16];
         while (ci.output_scanline < ci.output_height) {
           JDIMENSION const n = std::min<JDIMENSION>(16, ci.output_height - ci.output_scanline);

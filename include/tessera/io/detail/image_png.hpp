@@ -130,19 +130,23 @@ inline void check_png_header(image_input const& in) {
   std::size_t const stride = static_cast<std::size_t>(w) * channels * (depth == 16 ? 2 : 1);
   host_buffer<std::uint8_t> raw(direct ? 0 : static_cast<index_t>(stride) * h);
   std::uint8_t* const target = direct ? out.pixels.data() : raw.data();
-  png_uint_32 const n_rows = height;
-  if (!guarded_call(s.jump, [&s, color, depth, target, stride, n_rows] {
+  int passes = 1;  // 7 for Adam7, each over every row
+  if (!guarded_call(s.jump, [&s, &passes, color, depth] {
         if (depth < 8 && color == PNG_COLOR_TYPE_GRAY) png_set_expand_gray_1_2_4_to_8(s.png);
         if (depth < 8 && color == PNG_COLOR_TYPE_PALETTE) png_set_packing(s.png);  // one index a byte
-        int const passes = png_set_interlace_handling(s.png);  // 7 for Adam7, each over every row
+        passes = png_set_interlace_handling(s.png);
         png_read_update_info(s.png, s.info);
+      }))
+    fail("(setting up the decoder)");
+  TESSERA_CHECK(png_get_rowbytes(s.png, s.info) == stride, label, ": libpng's rows are ",
+                png_get_rowbytes(s.png, s.info), " bytes, tessera expected ", stride);  // before any row is written
+  png_uint_32 const n_rows = height;
+  if (!guarded_call(s.jump, [&s, passes, target, stride, n_rows] {
         for (int pass = 0; pass < passes; ++pass)
           for (png_uint_32 y = 0; y < n_rows; ++y) png_read_row(s.png, target + y * stride, nullptr);
         png_read_end(s.png, nullptr);
       }))
     fail("(decoding the image data)");
-  TESSERA_CHECK(png_get_rowbytes(s.png, s.info) <= stride, label, ": libpng's rows (", png_get_rowbytes(s.png, s.info),
-                " bytes) are longer than the ", stride, " bytes tessera expected");
   if (direct) return out;
 
   std::uint8_t* dst = out.pixels.data();
