@@ -71,9 +71,13 @@
 #include <tessera/model/qwen2_vl/config.hpp>
 #include <tessera/model/qwen2_vl/checkpoint.hpp>
 #include <tessera/model/qwen2_vl/processor.hpp>
+#include <tessera/model/qwen2_vl/preprocessor_config.hpp>
 #include <tessera/model/qwen2_vl/encoder.hpp>
 #include <tessera/model/navit/config.hpp>
 #include <tessera/model/navit/checkpoint.hpp>
 #include <tessera/model/navit/classifier.hpp>
 #include <tessera/model/points15/config.hpp>
 #include <tessera/model/points15/checkpoint.hpp>
+#include <tessera/model/points15/projector.hpp>
+#include <tessera/model/points15/request.hpp>
+#include <tessera/model/points15/model.hpp>
