@@ -20,6 +20,8 @@
 // the model's dtype (f32 model: f32 cache, bf16 model: bf16 cache); --kv-cache chooses explicitly.
 // --prompt-ids feeds token ids directly (no template, no tokenizer encode); --print-ids prints the
 // generated ids on a line of their own after the text.
+#include "common/sampling_flags.hpp"
+
 #include <tessera/lm/generate.hpp>
 #include <tessera/model/generation_config.hpp>
 #include <tessera/model/qwen2/config.hpp>
@@ -53,85 +55,48 @@ struct options {
   std::string prompt = "Give me a short introduction to large language models.";
   std::optional<std::string> system;
   std::string template_name = "qwen2.5";
-  index_t max_new_tokens = 256, max_context = 0, threads = 0;
-  bool greedy = false;
-  std::optional<float> temperature, top_p, min_p, repetition_penalty;
-  std::optional<index_t> top_k;
-  std::uint64_t seed = 0;
-  std::vector<std::string> stop;
+  index_t max_context = 0, threads = 0;
+  examples::sampling_flags sampling;
   std::string weights = "auto", kv_cache = "auto";
   std::optional<std::vector<text::token_id>> prompt_ids;
   bool print_ids = false;
 };
-
-[[noreturn]] void usage(std::string const& why) {
-  std::fprintf(stderr,
-               "generate: %s\n"
-               "usage: generate --model DIR [--prompt TEXT] [--system TEXT] [--template qwen2.5|qwen2|points|none]\n"
-               "                [--max-new-tokens N] [--greedy] [--temperature T] [--top-k K] [--top-p P]\n"
-               "                [--min-p P] [--repetition-penalty R] [--seed S] [--stop TEXT]...\n"
-               "                [--max-context N] [--threads N] [--tokenizer PATH] [--weights auto|bf16|f32]\n"
-               "                [--kv-cache auto|bf16|f32] [--prompt-ids \"ID ID ...\"] [--print-ids]\n",
-               why.c_str());
-  std::exit(2);
-}
-
-template <class T>
-T parse_number(std::string_view flag, char const* text) {
-  char* end = nullptr;
-  double const v = std::strtod(text, &end);
-  if (end == text || *end != '\0' || !(v >= 0.0 && v <= 1e15))
-    usage("'" + std::string(flag) + "' needs a non-negative number, got '" + text + "'");
-  if constexpr (std::is_integral_v<T>) {
-    if (v != static_cast<double>(static_cast<long long>(v)))
-      usage("'" + std::string(flag) + "' needs an integer, got '" + text + "'");
-  }
-  return static_cast<T>(v);
-}
 
 options parse_args(int argc, char** argv) {
   options o;
   for (int i = 1; i < argc; ++i) {
     std::string_view const a = argv[i];
     auto value = [&]() -> char const* {
-      if (i + 1 >= argc) usage("missing value after " + std::string(a));
+      if (i + 1 >= argc) examples::usage("missing value after " + std::string(a));
       return argv[++i];
     };
+    if (o.sampling.parse(argc, argv, i)) continue;
     if (a == "--model") o.model_dir = value();
     else if (a == "--tokenizer") o.tokenizer_path = value();
     else if (a == "--prompt") o.prompt = value();
     else if (a == "--system") o.system = value();
     else if (a == "--template") o.template_name = value();
-    else if (a == "--max-new-tokens") o.max_new_tokens = parse_number<index_t>(a, value());
-    else if (a == "--max-context") o.max_context = parse_number<index_t>(a, value());
-    else if (a == "--threads") o.threads = parse_number<index_t>(a, value());
-    else if (a == "--greedy") o.greedy = true;
-    else if (a == "--temperature") o.temperature = parse_number<float>(a, value());
-    else if (a == "--top-k") o.top_k = parse_number<index_t>(a, value());
-    else if (a == "--top-p") o.top_p = parse_number<float>(a, value());
-    else if (a == "--min-p") o.min_p = parse_number<float>(a, value());
-    else if (a == "--repetition-penalty") o.repetition_penalty = parse_number<float>(a, value());
-    else if (a == "--seed") o.seed = parse_number<std::uint64_t>(a, value());
-    else if (a == "--stop") o.stop.emplace_back(value());
+    else if (a == "--max-context") o.max_context = examples::parse_number<index_t>(a, value());
+    else if (a == "--threads") o.threads = examples::parse_number<index_t>(a, value());
     else if (a == "--weights") o.weights = value();
     else if (a == "--kv-cache") o.kv_cache = value();
     else if (a == "--print-ids") o.print_ids = true;
     else if (a == "--prompt-ids") {
       std::vector<text::token_id> ids;
       std::istringstream in(value());
-      for (std::string w; in >> w;) ids.push_back(parse_number<text::token_id>(a, w.c_str()));
-      if (ids.empty()) usage("--prompt-ids takes at least one id");
+      for (std::string w; in >> w;) ids.push_back(examples::parse_number<text::token_id>(a, w.c_str()));
+      if (ids.empty()) examples::usage("--prompt-ids takes at least one id");
       o.prompt_ids = std::move(ids);
     }
-    else if (a == "--help" || a == "-h") usage("text generation with a Qwen2 / Qwen2.5 checkpoint");
-    else usage("unknown argument '" + std::string(a) + "'");
+    else if (a == "--help" || a == "-h") examples::usage("text generation with a Qwen2 / Qwen2.5 checkpoint");
+    else examples::usage("unknown argument '" + std::string(a) + "'");
   }
-  if (o.model_dir.empty()) usage("--model DIR is required (a Qwen2 / Qwen2.5 checkpoint directory)");
+  if (o.model_dir.empty()) examples::usage("--model DIR is required (a Qwen2 / Qwen2.5 checkpoint directory)");
   for (std::string const* v : {&o.weights, &o.kv_cache})
-    if (*v != "auto" && *v != "bf16" && *v != "f32") usage("--weights and --kv-cache take auto, bf16 or f32");
+    if (*v != "auto" && *v != "bf16" && *v != "f32") examples::usage("--weights and --kv-cache take auto, bf16 or f32");
   if (o.template_name != "qwen2.5" && o.template_name != "qwen2" && o.template_name != "points" &&
       o.template_name != "none")
-    usage("--template takes qwen2.5, qwen2, points or none");
+    examples::usage("--template takes qwen2.5, qwen2, points or none");
   return o;
 }
 
@@ -139,19 +104,6 @@ text::tokenizer load_tokenizer(options const& o) {
   fs::path const p = o.tokenizer_path.empty() ? o.model_dir : o.tokenizer_path;
   if (fs::is_directory(p)) return text::tokenizer::from_dir(p);
   return text::tokenizer::from_tokenizer_json(p);
-}
-
-/// The sampling settings: generation_config.json, then the flags.
-lm::sampling_config sampling_of(options const& o, model::generation_defaults const& g) {
-  lm::sampling_config s = g.sampling();
-  if (o.temperature) s.temperature = *o.temperature, s.do_sample = true;
-  if (o.top_k) s.top_k = *o.top_k, s.do_sample = true;
-  if (o.top_p) s.top_p = *o.top_p, s.do_sample = true;
-  if (o.min_p) s.min_p = *o.min_p, s.do_sample = true;
-  if (o.repetition_penalty) s.repetition_penalty = *o.repetition_penalty;
-  if (o.greedy || (o.temperature && *o.temperature == 0.0f)) s.do_sample = false;  // temperature 0: greedy
-  s.seed = o.seed;
-  return s;
 }
 
 template <class T, class KV>
@@ -164,9 +116,9 @@ int run(options const& o, io::dtype_policy dtypes) {
   double const load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   lm::generation_options opt;
-  opt.max_new_tokens = o.max_new_tokens;
-  opt.sampling = sampling_of(o, gen);
-  opt.stop_strings = o.stop;
+  opt.max_new_tokens = o.sampling.max_new_tokens;
+  opt.sampling = o.sampling.sampling(gen);
+  opt.stop_strings = o.sampling.stop;
   auto add_stop = [&](std::int64_t id) {
     if (id >= 0 && id < dec.vocab_size() &&
         std::find(opt.stop_token_ids.begin(), opt.stop_token_ids.end(), id) == opt.stop_token_ids.end())
@@ -189,7 +141,7 @@ int run(options const& o, io::dtype_policy dtypes) {
   }
   std::vector<text::token_id> const prompt = o.prompt_ids ? *o.prompt_ids : tok.encode(prompt_text);
   index_t const max_context = o.max_context > 0 ? o.max_context
-                                                : std::min<index_t>(static_cast<index_t>(prompt.size()) + o.max_new_tokens,
+                                                : std::min<index_t>(static_cast<index_t>(prompt.size()) + o.sampling.max_new_tokens,
                                                                     std::max<index_t>(loaded.config.decoder.max_positions, 1));
   lm::kv_cache<KV> cache(dec.cache_shape(1, std::max<index_t>(max_context, static_cast<index_t>(prompt.size()) + 1)));
   tessera::exec_ctx<backend::cpu> ctx(static_cast<int>(o.threads));
@@ -240,6 +192,17 @@ int run(options const& o, io::dtype_policy dtypes) {
 }
 
 }  // namespace
+
+void examples::usage(std::string const& why) {
+  std::fprintf(stderr,
+               "generate: %s\n"
+               "usage: generate --model DIR [--prompt TEXT] [--system TEXT] [--template qwen2.5|qwen2|points|none]\n"
+               "                %s\n"
+               "                [--max-context N] [--threads N] [--tokenizer PATH] [--weights auto|bf16|f32]\n"
+               "                [--kv-cache auto|bf16|f32] [--prompt-ids \"ID ID ...\"] [--print-ids]\n",
+               why.c_str(), examples::sampling_usage);
+  std::exit(2);
+}
 
 int main(int argc, char** argv) {
   options const o = parse_args(argc, argv);
