@@ -4,7 +4,9 @@
 // streamed out, token for token what the PyTorch model answers (greedy by default, as POINTS1.5's
 // generation config). Without --prompt it is an interactive chat: each line is a user turn,
 // `/image FILE` attaches an image to the next turn, `/reset` starts over, `/quit` (or end of
-// input) leaves; earlier turns, their images and answers are part of every later prompt.
+// input) leaves; earlier turns, their images and answers are part of every later prompt, and
+// what was computed for them (the KV cache, the images' rows) is kept, not computed again
+// (model::points15_conversation).
 // Prints the load time, each image's size and token count, the vision time, prefill and decode
 // tokens/s. Any bad input (a missing or damaged image, an image over the pixel budget, a
 // directory that is not a POINTS1.5 checkpoint, a prompt longer than the context) is one line on
@@ -21,6 +23,7 @@
 #include "common/sampling_flags.hpp"
 
 #include <tessera/model/generation_config.hpp>
+#include <tessera/model/points15/conversation.hpp>
 #include <tessera/model/points15/model.hpp>
 
 #include <chrono>
@@ -84,7 +87,7 @@ double ms(double seconds) { return 1e3 * seconds; }
 template <class T>
 class chat {
  public:
-  chat(options const& o, model::points15<backend::cpu, T>&& m) : o_(o), m_(std::move(m)) {
+  chat(options const& o, model::points15<backend::cpu, T>&& m) : o_(o), m_(std::move(m)), conv_(m_, o.max_context) {
     opt_.generation.max_new_tokens = o.sampling.max_new_tokens;
     opt_.generation.sampling = o.sampling.sampling(model::read_generation_config(o.model_dir));
     opt_.generation.stop_strings = o.sampling.stop;
@@ -96,20 +99,13 @@ class chat {
     model::chat_turn turn{"user", {}};
     for (fs::path const& p : pending_) turn.content.push_back(model::content_item::image_file(p));
     turn.content.push_back(model::content_item::make_text(text));
-    request_.messages.push_back(std::move(turn));
-    model::points15_result r;
-    try {
-      r = m_.generate(request_, opt_, [](std::string_view piece) {
-        std::fwrite(piece.data(), 1, piece.size(), stdout);
-        std::fflush(stdout);
-        return true;
-      });
-    } catch (...) {
-      request_.messages.pop_back();  // the turn failed: the conversation stays as it was
-      throw;
-    }
+    // On an error the conversation stays as it was (the images stay attached for the next try).
+    model::points15_result const r = conv_.ask(std::move(turn), opt_, [](std::string_view piece) {
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      std::fflush(stdout);
+      return true;
+    });
     pending_.clear();
-    request_.messages.push_back({"assistant", {model::content_item::make_text(r.text)}});
     std::printf("\n");
     if (o_.print_ids) {
       std::printf("ids:");
@@ -122,7 +118,7 @@ class chat {
 
   void attach(fs::path p) { pending_.push_back(std::move(p)); }
   void reset() {
-    request_ = {};
+    conv_.reset();
     pending_.clear();
   }
   [[nodiscard]] std::size_t pending() const noexcept { return pending_.size(); }
@@ -138,9 +134,10 @@ class chat {
     }
     lm::generation_stats const& s = r.stats;
     std::fprintf(stderr,
-                 "prompt %ld tokens (%ld image tokens); preprocess %.1f ms, vision %.1f ms, prefill %.1f ms = %.1f "
+                 "prompt %ld tokens (%ld image tokens, %ld kept from earlier turns); preprocess %.1f ms, vision %.1f ms, prefill %.1f ms = %.1f "
                  "tokens/s; answer %ld tokens, decode %.1f ms = %.1f tokens/s; stopped by %s\n",
-                 static_cast<long>(r.prompt_tokens), static_cast<long>(r.image_tokens), ms(r.timings.preprocess),
+                 static_cast<long>(r.prompt_tokens), static_cast<long>(r.image_tokens),
+                 static_cast<long>(r.reused_tokens), ms(r.timings.preprocess),
                  ms(r.timings.vision), ms(s.prefill_seconds), s.prefill_tokens_per_second(),
                  static_cast<long>(r.ids.size()), ms(s.decode_seconds), s.decode_tokens_per_second(),
                  std::string(lm::name_of(r.reason)).c_str());
@@ -148,8 +145,8 @@ class chat {
 
   options const& o_;
   model::points15<backend::cpu, T> m_;
+  model::points15_conversation<backend::cpu, T> conv_;
   model::points15_options opt_;
-  model::points15_request request_;
   std::vector<fs::path> pending_;
 };
 

@@ -81,3 +81,4 @@
 #include <tessera/model/points15/projector.hpp>
 #include <tessera/model/points15/request.hpp>
 #include <tessera/model/points15/model.hpp>
+#include <tessera/model/points15/conversation.hpp>

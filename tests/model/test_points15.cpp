@@ -22,6 +22,7 @@
 
 #include <tessera/backend/backend.hpp>
 #include <tessera/core/random.hpp>
+#include <tessera/model/points15/conversation.hpp>
 #include <tessera/model/points15/model.hpp>
 #include <tessera/nn/gather.hpp>
 
@@ -186,6 +187,39 @@ void check_variant(std::string const& variant, double budget) {
     INFO("batched request " << request_names()[i]);
     CHECK(results[i].ids == answers[i]);
     CHECK(results[i].text == streamed[i]);
+  }
+
+  // A conversation that keeps its cache and image rows: multi_turn told turn by turn (the
+  // assistant turn scripted) gives the golden answer ...
+  {
+    model::points15_request const mt = request_of("multi_turn");
+    model::points15_conversation<backend::cpu, T> conv(m);
+    conv.add(mt.messages[0]);
+    conv.add(mt.messages[1]);
+    model::points15_result const r = conv.ask(mt.messages[2], opt);
+    CHECK(r.ids == answers[2]);
+    CHECK(r.reused_tokens == 0);
+    CHECK(conv.request().messages.size() == 4);
+    CHECK(conv.request().messages.back().content[0].text == r.text);
+  }
+  // ... and a conversation whose first answer is generated: turn 1 is one_image (its golden
+  // answer), turn 2 reuses the cached positions and equals a fresh run over the whole
+  // conversation (which re-encodes both images and prefills everything).
+  {
+    model::points15_conversation<backend::cpu, T> conv(m);
+    model::points15_request const one = request_of("one_image");
+    model::points15_result const r1 = conv.ask(one.messages[0], opt);
+    CHECK(r1.ids == answers[0]);
+    CHECK(conv.cached_tokens() == r1.prompt_tokens + static_cast<index_t>(r1.ids.size()) - 1);
+    model::points15_request const mt = request_of("multi_turn", image_form::bytes);
+    model::points15_result const r2 = conv.ask(mt.messages[2], opt);
+    model::points15_request fresh = conv.request();
+    fresh.messages.pop_back();  // the answer just given
+    model::points15_result const want = m.generate(fresh, opt);
+    CHECK(r2.ids == want.ids);
+    CHECK(r2.prompt_tokens == want.prompt_tokens);
+    CHECK(r2.reused_tokens > r1.prompt_tokens);  // the first prompt and (most of) its answer
+    CHECK(r2.images.size() == 2);
   }
 }
 
@@ -456,4 +490,33 @@ TEST_CASE("points15: the MLP projector policy gives one LLM row per ViT token", 
 TEST_CASE("points15: a projector whose width does not match the vision tower is refused", "[model][points15]") {
   mlp_variant v(48);
   REQUIRE_TESSERA_ERROR((void)v.make(), "the projector (mlp) reads tokens of width 48 but the vision tower's embed_dim is 32");
+}
+
+TEST_CASE("points15_conversation: a failed turn leaves the conversation as it was", "[model][points15]") {
+  auto m = model::points15<backend::cpu, bf16>::load(points_dir() / "custom_llama_bf16");
+  model::points15_conversation<backend::cpu, bf16> conv(m, 80);
+  model::points15_options opt;
+  opt.generation.max_new_tokens = 3;
+  model::points15_request const first = synthetic_request(56, 56, "One?");  // 1 image, 1 LLM row
+  model::points15_result const a = conv.ask(first.messages[0], opt);
+  CHECK(a.reused_tokens == 0);
+  CHECK(conv.request().messages.size() == 2);
+  // A turn whose image is missing, then one whose prompt overflows the 80 positions: refused,
+  // nothing of them kept.
+  REQUIRE_TESSERA_ERROR((void)conv.ask({"user", {model::content_item::image_file("no_such.png")}}, opt),
+                        "request 0, image 1: io::load_image");
+  REQUIRE_TESSERA_ERROR((void)conv.ask(synthetic_request(168, 168, "Two?").messages[0], opt),
+                        "leaves no room to answer in a context of 80 positions");
+  REQUIRE_TESSERA_ERROR((void)conv.ask({"assistant", {}}, opt), "takes a user turn");
+  CHECK(conv.request().messages.size() == 2);
+  // The next turn still equals a fresh run of the whole conversation.
+  model::points15_result const b = conv.ask(synthetic_request(56, 84, "Three?").messages[0], opt);
+  model::points15_request fresh = conv.request();
+  fresh.messages.pop_back();
+  CHECK(b.ids == m.generate(fresh, opt).ids);
+  CHECK(b.reused_tokens > 0);
+  CHECK(b.images.size() == 2);
+  conv.reset();
+  CHECK(conv.request().messages.empty());
+  CHECK(conv.cached_tokens() == 0);
 }

@@ -89,6 +89,7 @@ struct points15_result {
   lm::finish_reason reason = lm::finish_reason::length;
   index_t prompt_tokens = 0;        ///< of which image_tokens are image rows
   index_t image_tokens = 0;
+  index_t reused_tokens = 0;        ///< prompt positions kept in the cache from earlier turns (points15_conversation)
   std::vector<points15_image_info> images;
   points15_timings timings;         ///< of the whole call
   lm::generation_stats stats;       ///< of the whole call
@@ -220,71 +221,94 @@ class points15 {
   /// `max_context` - 1 (0 = max_positions()).
   [[nodiscard]] points15_prepared prepare(std::span<points15_request const> requests, index_t max_context = 0) {
     TESSERA_CHECK(!requests.empty(), "model::points15: no requests");
-    if (max_context <= 0) max_context = max_positions();
     points15_prepared out;
     out.first_image.push_back(0);
-    int const threads = backend::host_threads(ctx_);
     for (std::size_t r = 0; r < requests.size(); ++r) {
-      points15_request const& req = requests[r];
-      std::vector<std::size_t> counts;
       std::vector<points15_image_info> infos;
-      index_t image_tokens = 0;
-      for (content_item const* item : req.images()) {
-        std::shared_ptr<io::rgb_image const> const image = read_image(*item, r, infos.size());
-        io::rgb_image const& decoded = *image;
-        qwen2vl_pixels px = [&] {
-          try {
-            return preprocess_qwen2vl(decoded, preprocessor_.limits, preprocessor_.normalization, threads);
-          } catch (error const& e) {
-            TESSERA_FAIL("model::points15: request ", r, ", image ", infos.size(), ": ", e.what());
-          }
-        }();
-        points15_image_info info{{decoded.height(), decoded.width()}, px.resized, px.grid, Projector::rows_of(px.grid)};
-        counts.push_back(static_cast<std::size_t>(info.llm_tokens));
-        image_tokens += info.llm_tokens;
+      for (content_item const* item : requests[r].images()) {
+        auto [px, info] = prepare_image(*item, r, infos.size());
         infos.push_back(info);
         out.grids.push_back(px.grid);
         out.pixels.push_back(std::move(px));
       }
-      std::vector<text::token_id> ids = tokenizer_.encode(render_points15_prompt(req, counts));
-      auto const pads = static_cast<index_t>(std::count(ids.begin(), ids.end(), tokens_.image_pad));
-      TESSERA_CHECK(pads == image_tokens, "model::points15: request ", r, "'s prompt holds ", pads,
-                    " <|image_pad|> tokens for ", image_tokens, " image rows: its text contains <|image_pad|> itself");
-      auto const n = static_cast<index_t>(ids.size());
-      TESSERA_CHECK(n < max_context, "model::points15: request ", r, "'s prompt is ", n, " tokens (", image_tokens,
-                    " of them for ", infos.size(), " image", infos.size() == 1 ? "" : "s",
-                    "), which leaves no room to answer in a context of ", max_context,
-                    " positions; use fewer or smaller images (preprocessor max_pixels ", preprocessor_.limits.max_pixels,
-                    ") or a shorter text");
-      out.ids.push_back(std::move(ids));
+      out.ids.push_back(tokenize(requests[r], infos, r, max_context));
       out.images.push_back(std::move(infos));
       out.first_image.push_back(static_cast<index_t>(out.pixels.size()));
     }
     return out;
   }
 
+  /// One image item read (file, bytes or pixels) and preprocessed; errors name request and image.
+  [[nodiscard]] std::pair<qwen2vl_pixels, points15_image_info> prepare_image(content_item const& item,
+                                                                            std::size_t request = 0,
+                                                                            std::size_t image = 0) {
+    std::shared_ptr<io::rgb_image const> const decoded = read_image(item, request, image);
+    qwen2vl_pixels px = [&] {
+      try {
+        return preprocess_qwen2vl(*decoded, preprocessor_.limits, preprocessor_.normalization,
+                                  backend::host_threads(ctx_));
+      } catch (error const& e) {
+        TESSERA_FAIL("model::points15: request ", request, ", image ", image, ": ", e.what());
+      }
+    }();
+    points15_image_info const info{{decoded->height(), decoded->width()}, px.resized, px.grid, Projector::rows_of(px.grid)};
+    return {std::move(px), info};
+  }
+
+  /// The prompt ids of `request` whose images (in prompt order) are `images`; checks that the
+  /// text adds no <|image_pad|> of its own and that the prompt leaves room for an answer in
+  /// `max_context` positions (0 = max_positions()). `r` names the request in errors.
+  [[nodiscard]] std::vector<text::token_id> tokenize(points15_request const& request,
+                                                     std::span<points15_image_info const> images, std::size_t r = 0,
+                                                     index_t max_context = 0) const {
+    if (max_context <= 0) max_context = max_positions();
+    std::vector<std::size_t> counts;
+    index_t image_tokens = 0;
+    for (points15_image_info const& i : images) {
+      counts.push_back(static_cast<std::size_t>(i.llm_tokens));
+      image_tokens += i.llm_tokens;
+    }
+    std::vector<text::token_id> ids = tokenizer_.encode(render_points15_prompt(request, counts));
+    auto const pads = static_cast<index_t>(std::count(ids.begin(), ids.end(), tokens_.image_pad));
+    TESSERA_CHECK(pads == image_tokens, "model::points15: request ", r, "'s prompt holds ", pads,
+                  " <|image_pad|> tokens for ", image_tokens, " image rows: its text contains <|image_pad|> itself");
+    auto const n = static_cast<index_t>(ids.size());
+    TESSERA_CHECK(n < max_context, "model::points15: request ", r, "'s prompt is ", n, " tokens (", image_tokens,
+                  " of them for ", images.size(), " image", images.size() == 1 ? "" : "s",
+                  "), which leaves no room to answer in a context of ", max_context,
+                  " positions; use fewer or smaller images (preprocessor max_pixels ", preprocessor_.limits.max_pixels,
+                  ") or a shorter text");
+    return ids;
+  }
+
   /// The vision side: every image of `prepared` packed into one varlen sequence (block-diagonal
   /// attention per image), the tower, then the projector.
-  [[nodiscard]] points15_encoded encode(points15_prepared const& prepared) {
+  [[nodiscard]] points15_encoded encode(points15_prepared const& prepared) { return encode(prepared.pixels); }
+
+  /// The vision side of preprocessed images (see encode(prepared)).
+  [[nodiscard]] points15_encoded encode(std::span<qwen2vl_pixels const> pixels) {
+    std::vector<patch_grid> grids;
+    grids.reserve(pixels.size());
+    for (qwen2vl_pixels const& p : pixels) grids.push_back(p.grid);
     points15_encoded e;
     e.embed_dim = config_.vision.embed_dim;
     e.d_model = decoder_.d_model();
     e.first_row.push_back(0);
-    for (patch_grid const& g : prepared.grids) e.first_row.push_back(e.first_row.back() + Projector::rows_of(g));
+    for (patch_grid const& g : grids) e.first_row.push_back(e.first_row.back() + Projector::rows_of(g));
     e.n_rows = e.first_row.back();
-    if (prepared.grids.empty()) return e;
-    pack::pack_plan const plan = qwen2vl_plan(prepared.grids, config_.vision);
+    if (grids.empty()) return e;
+    pack::pack_plan const plan = qwen2vl_plan(grids, config_.vision);
     index_t const n = plan.n_slots(), f = config_.vision.patch_dim;
     e.n_vit_tokens = n;
     std::vector<tensor_view<float const, 2>> per_image;
-    per_image.reserve(prepared.pixels.size());
-    for (qwen2vl_pixels const& p : prepared.pixels) per_image.push_back(p.rows());
+    per_image.reserve(pixels.size());
+    for (qwen2vl_pixels const& p : pixels) per_image.push_back(p.rows());
     host_buffer<float> packed(n * f);  // [n_tokens, patch_dim]
     pack::gather_patches(plan, per_image, packed.view(n, f), backend::host_threads(ctx_));
     e.vision = host_buffer<float>(n * e.embed_dim);
     encoder_.forward(packed.view(n, f), vision::batch_of(plan), e.vision.view(n, e.embed_dim), ctx_);
     e.rows = host_buffer<float>(e.n_rows * e.d_model);
-    Projector::template run<Backend, T>(e.vision_view(), prepared.grids, projector_config_, projector_weights_,
+    Projector::template run<Backend, T>(e.vision_view(), grids, projector_config_, projector_weights_,
                                         e.rows.view(e.n_rows, e.d_model), ctx_);
     return e;
   }
