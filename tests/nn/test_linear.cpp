@@ -168,9 +168,10 @@ TEST_CASE("linear allocates scratch only when its high-water mark rises", "[nn][
 }
 
 #if TESSERA_HAVE_AVX512_BF16_DOT
-TEST_CASE("the vdpbf16ps GEMM kernel matches the reference bf16 products", "[nn][linear][unit]") {
-  // nn::linear picks the FMA kernel for large M (faster on the development machine); the dot
-  // kernel stays selectable in the engine and must be right too.
+TEST_CASE("the vdpbf16ps and FMA GEMM kernels both match the reference bf16 products", "[nn][linear][unit]") {
+  // nn::linear picks the kernel measured faster on the CPU (cpu_detail::bf16_dot_preferred: dot
+  // on AMD Zen 5, FMA elsewhere); both must be right on any machine, so both are also
+  // tested by name (the FMA one here too).
   namespace cd = backend::cpu_detail;
   for (index_t m : {5, 17, 129})
     for (index_t k : {1, 7, 31, 32, 33, 129, 700})
@@ -179,13 +180,15 @@ TEST_CASE("the vdpbf16ps GEMM kernel matches the reference bf16 products", "[nn]
         auto w = test::random_vector<bf16>(static_cast<std::size_t>(n * k), test::seed() + 13 * n + k, 0.1f);
         auto b = test::random_vector<bf16>(static_cast<std::size_t>(n), test::seed() + n);
         auto want = run_linear<backend::reference, bf16>(x, m, k, w, n, &b, product_precision::bf16, 1);
-        test::guarded<float> y(m * n, -1.0f);
         exec_ctx<backend::cpu> ctx(2);
-        cd::gemm_args<bf16, bf16> const g{m, n, k, x.data(), k, w.data(), k, b.data(), y.data(), n};
-        cd::gemm<backend::cpu::arch>(g, true, ctx, cd::bf16_gemm_kernel::dot);
-        INFO("m=" << m << " k=" << k << " n=" << n);
-        REQUIRE(y.intact());
-        TESSERA_REQUIRE_CLOSE(y.values(), want, test::tol<float>::vs_ref);
+        for (cd::bf16_gemm_kernel kernel : {cd::bf16_gemm_kernel::dot, cd::bf16_gemm_kernel::fma}) {
+          test::guarded<float> y(m * n, -1.0f);
+          cd::gemm_args<bf16, bf16> const g{m, n, k, x.data(), k, w.data(), k, b.data(), y.data(), n};
+          cd::gemm<backend::cpu::arch>(g, true, ctx, kernel);
+          INFO("m=" << m << " k=" << k << " n=" << n << (kernel == cd::bf16_gemm_kernel::dot ? " dot" : " fma"));
+          REQUIRE(y.intact());
+          TESSERA_REQUIRE_CLOSE(y.values(), want, test::tol<float>::vs_ref);
+        }
       }
 }
 #endif

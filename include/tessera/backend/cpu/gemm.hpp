@@ -18,6 +18,10 @@
 #include <cstring>
 #include <type_traits>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 #if defined(__AVX512BF16__) && defined(__AVX512BW__)
 #define TESSERA_HAVE_AVX512_BF16_DOT 1
 #else
@@ -44,16 +48,38 @@ inline constexpr double gemm_min_parallel_macs = 65536;
 
 /// Which kernel forms bf16 products when M is large (GEMV always uses vdpbf16ps where present).
 enum class bf16_gemm_kernel {
-  /// The choice measured fastest on the development machine: fma. There, vdpbf16ps sustains
-  /// 0.5 instructions per cycle (zmm and ymm alike, 64 flops each) against 2 zmm FMAs per cycle
-  /// (32 flops each), so the dot kernel peaks at half the FMA kernel (bench_kernels prints both
-  /// probes and both kernels).
+  /// The kernel measured faster on this CPU (bf16_dot_preferred): dot on AMD Zen 5, fma elsewhere.
   automatic,
   /// x rounded to bf16 once, W widened to f32 while packing, f32 FMA: the same exact products.
   fma,
   /// vdpbf16ps on bf16 pairs (needs AVX512-BF16; falls back to fma without it).
   dot,
 };
+
+/// Whether the vdpbf16ps kernel outruns the FMA kernel on the CPU this runs on, decided by CPUID
+/// (never by timing, so a machine always picks the same kernel and the same result bits):
+///   - AMD family 0x1A (Zen 5): yes. There vdpbf16ps sustains twice the FMA kernel's rate: 424 vs
+///     214 GFLOP/s for the POINTS1.5 vision layers on 2 cores (benchmarks/results/
+///     dev-epyc-2core-avx512bf16/bench_points.json, breakdown).
+///   - Intel with AVX512-BF16 (the Xeon of benchmarks/results/dev-xeon-2core-avx512bf16): no.
+///     There vdpbf16ps issues 0.5 per cycle (64 flops) against 2 zmm FMAs (32 flops each), half.
+///   - every other CPU: no (not measured; the FMA kernel is the safe choice).
+[[nodiscard]] inline bool bf16_dot_preferred() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  static bool const preferred = [] {
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (__get_cpuid(0, &eax, &ebx, &ecx, &edx) == 0) return false;
+    bool const amd = ebx == 0x68747541u && edx == 0x69746E65u && ecx == 0x444D4163u;  // "AuthenticAMD"
+    if (!amd || __get_cpuid(1, &eax, &ebx, &ecx, &edx) == 0) return false;
+    unsigned const base = (eax >> 8) & 0xFu;
+    unsigned const family = base == 0xFu ? base + ((eax >> 20) & 0xFFu) : base;
+    return family == 0x1Au;
+  }();
+  return preferred;
+#else
+  return false;
+#endif
+}
 
 // ---------------------------------------------------------------------------------------------
 // Packing W panels: bp[k][j] = W[n0 + j][k0 + k] as f32 (or as bf16 pairs for vdpbf16ps).
@@ -631,6 +657,10 @@ void gemm(gemm_args<W, Bias> g, bool bf16_products, exec_ctx<cpu_simd<A>>& ctx,
     return;
   }
   (void)kernel;  // only consulted where the bf16 dot instruction exists
+#if TESSERA_HAVE_AVX512_BF16_DOT
+  if (kernel == bf16_gemm_kernel::automatic)
+    kernel = bf16_dot_preferred() ? bf16_gemm_kernel::dot : bf16_gemm_kernel::fma;
+#endif
   auto frame = ctx.scratch().open();
   // Below about 64K multiply-adds (a few microseconds) an OpenMP fork and join costs as much as the
   // work, and with more threads than free cores (several processes, or tests run in parallel)
