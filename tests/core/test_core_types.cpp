@@ -167,3 +167,36 @@ TEST_CASE("scratch arena reaches a steady state and keeps pointers valid within 
   CHECK(reserved.scratch().allocations() == n);
   REQUIRE_THROWS_WITH(exec_ctx<backend::cpu>(-1), ContainsSubstring("thread count"));
 }
+
+TEST_CASE("scratch arena: a nested frame gives its memory back to the enclosing frame", "[core][unit]") {
+  exec_ctx<backend::cpu> ctx(1);
+  auto& a = ctx.scratch();
+  constexpr std::size_t big = 1 << 20;  // floats per inner iteration
+  for (int round = 0; round < 2; ++round) {
+    auto outer = a.open();
+    float* keep = outer.alloc<float>(16);
+    keep[15] = 3.0f;
+    float* first = nullptr;
+    for (int i = 0; i < 8; ++i) {  // eight layers of a forward: each reuses the same memory
+      auto inner = a.open();
+      float* p = inner.alloc<float>(big);
+      p[big - 1] = static_cast<float>(i);
+      if (i == 0) first = p;
+      if (round == 1 || i > 0) CHECK(p == first);
+    }
+    float* after = outer.alloc<float>(16);  // the enclosing frame continues in the freed memory
+    CHECK(keep[15] == 3.0f);
+    CHECK(after != keep);
+  }
+  // One layer's memory (plus the outer frame's), never eight: at most 2 x (big + 64 floats).
+  CHECK(a.capacity() <= 2 * (big + 64) * sizeof(float));
+  auto const n = a.allocations();
+  {
+    auto outer = a.open();
+    for (int i = 0; i < 8; ++i) {
+      auto inner = a.open();
+      (void)inner.alloc<float>(big);
+    }
+  }
+  CHECK(a.allocations() == n);  // steady state
+}

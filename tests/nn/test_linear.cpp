@@ -170,7 +170,7 @@ TEST_CASE("linear allocates scratch only when its high-water mark rises", "[nn][
 #if TESSERA_HAVE_AVX512_BF16_DOT
 TEST_CASE("the vdpbf16ps and FMA GEMM kernels both match the reference bf16 products", "[nn][linear][unit]") {
   // nn::linear picks the kernel measured faster on the CPU (cpu_detail::bf16_dot_preferred: dot
-  // on AMD Zen 5, FMA elsewhere); both must be right on any machine, so both are also
+  // on AMD Zen 4 and later, FMA elsewhere); both must be right on any machine, so both are also
   // tested by name (the FMA one here too).
   namespace cd = backend::cpu_detail;
   for (index_t m : {5, 17, 129})

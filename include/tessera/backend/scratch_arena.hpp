@@ -36,7 +36,10 @@ struct host_memory {
 };
 
 /// Bump allocator over blocks of a memory resource. Pointers stay valid until the frame that
-/// handed them out ends; after a frame that needed several blocks they are merged into one.
+/// handed them out ends. A nested frame gives its memory back when it ends (the next allocation
+/// of the enclosing frame reuses it), so a loop of nested frames -- an encoder's blocks inside
+/// its forward -- needs the largest iteration's memory, not their sum. After an outermost frame
+/// that needed several blocks they are merged into one.
 template <memory_resource Resource>
 class basic_scratch_arena {
  public:
@@ -44,10 +47,12 @@ class basic_scratch_arena {
 
   class frame {
    public:
-    explicit frame(basic_scratch_arena& a) noexcept : arena_(&a) { ++a.depth_; }
+    explicit frame(basic_scratch_arena& a) noexcept : arena_(&a), blocks_(a.blocks_.size()), used_(a.used_) {
+      ++a.depth_;
+    }
     frame(frame const&) = delete;
     frame& operator=(frame const&) = delete;
-    ~frame() { arena_->end_frame(); }
+    ~frame() { arena_->end_frame(blocks_, used_); }
     /// n elements of T, aligned to the resource's alignment, uninitialized.
     template <class T>
     [[nodiscard]] T* alloc(std::size_t n) {
@@ -56,6 +61,8 @@ class basic_scratch_arena {
 
    private:
     basic_scratch_arena* arena_;
+    std::size_t blocks_;  // the arena's blocks and the last one's fill when the frame opened
+    std::size_t used_;
   };
 
   explicit basic_scratch_arena(Resource resource = {}) noexcept : resource_(std::move(resource)) {}
@@ -129,8 +136,14 @@ class basic_scratch_arena {
     blocks_.clear();
     used_ = 0;
   }
-  void end_frame() noexcept {
-    if (--depth_ > 0) return;
+  /// Ends a frame opened when the arena had `blocks` blocks, the last filled to `used`. A nested
+  /// frame rewinds to that point; a block added since holds only this frame's (now dead)
+  /// allocations, so the enclosing frame continues at its start.
+  void end_frame(std::size_t blocks, std::size_t used) noexcept {
+    if (--depth_ > 0) {
+      used_ = blocks_.size() == blocks ? used : 0;
+      return;
+    }
     if (blocks_.size() > 1) {   // merge: the next frame of the same size fits in one block
       std::size_t const total = capacity();
       free_all();

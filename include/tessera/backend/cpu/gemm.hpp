@@ -48,7 +48,7 @@ inline constexpr double gemm_min_parallel_macs = 65536;
 
 /// Which kernel forms bf16 products when M is large (GEMV always uses vdpbf16ps where present).
 enum class bf16_gemm_kernel {
-  /// The kernel measured faster on this CPU (bf16_dot_preferred): dot on AMD Zen 5, fma elsewhere.
+  /// The kernel faster on this CPU (bf16_dot_preferred): dot on AMD Zen 4 and later, fma elsewhere.
   automatic,
   /// x rounded to bf16 once, W widened to f32 while packing, f32 FMA: the same exact products.
   fma,
@@ -58,9 +58,11 @@ enum class bf16_gemm_kernel {
 
 /// Whether the vdpbf16ps kernel outruns the FMA kernel on the CPU this runs on, decided by CPUID
 /// (never by timing, so a machine always picks the same kernel and the same result bits):
-///   - AMD family 0x1A (Zen 5): yes. There vdpbf16ps sustains twice the FMA kernel's rate: 424 vs
-///     214 GFLOP/s for the POINTS1.5 vision layers on 2 cores (benchmarks/results/
-///     dev-epyc-2core-avx512bf16/bench_points.json, breakdown).
+///   - AMD family 0x19 with AVX512-BF16 (Zen 4) and later: yes. On a 2-core Zen 4 (EPYC, family
+///     25 model 17) vdpbf16ps sustains twice the FMA kernel's rate: 424 vs 214 GFLOP/s for the
+///     POINTS1.5 vision layers (benchmarks/results/dev-epyc-2core-avx512bf16/bench_points.json,
+///     breakdown of the kernels timed side by side). Zen 5 (family 0x1A) is not measured and is
+///     treated as Zen 4.
 ///   - Intel with AVX512-BF16 (the Xeon of benchmarks/results/dev-xeon-2core-avx512bf16): no.
 ///     There vdpbf16ps issues 0.5 per cycle (64 flops) against 2 zmm FMAs (32 flops each), half.
 ///   - every other CPU: no (not measured; the FMA kernel is the safe choice).
@@ -73,7 +75,7 @@ enum class bf16_gemm_kernel {
     if (!amd || __get_cpuid(1, &eax, &ebx, &ecx, &edx) == 0) return false;
     unsigned const base = (eax >> 8) & 0xFu;
     unsigned const family = base == 0xFu ? base + ((eax >> 20) & 0xFFu) : base;
-    return family == 0x1Au;
+    return family >= 0x19u;  // the dot kernel exists only where AVX512-BF16 does: Zen 4 on
   }();
   return preferred;
 #else
