@@ -83,11 +83,7 @@ class points15_conversation {
       for (auto it = first; it != full.row_positions.end(); ++it) rest.row_positions.push_back(*it - static_cast<index_t>(keep));
       rest.rows = full.rows.slice_rows(r0, full.rows.extent(0));
 
-      lm::generation_options g = opt.generation;
-      if (opt.stop_at_im_end &&
-          std::find(g.stop_token_ids.begin(), g.stop_token_ids.end(), model_->tokens().im_end) == g.stop_token_ids.end())
-        g.stop_token_ids.push_back(model_->tokens().im_end);
-      g.continue_cache = true;
+      lm::generation_options const g = model_->generation_options(opt, true);
       lm::text_callback cb;
       if (on_text) cb = [&on_text](index_t, std::string_view t) { return on_text(t); };
       lm::generation_stats stats;
@@ -97,16 +93,10 @@ class points15_conversation {
       cached_ids_ = ids;
       if (!gen.tokens.empty()) cached_ids_.insert(cached_ids_.end(), gen.tokens.begin(), gen.tokens.end() - 1);
 
-      points15_result out;
-      out.ids = std::move(gen.tokens);
-      out.text = std::move(gen.text);
-      out.reason = gen.reason;
-      out.prompt_tokens = static_cast<index_t>(ids.size());
+      points15_result out = detail::make_result(std::move(gen), static_cast<index_t>(ids.size()), infos_,
+                                                {secs(t0, t1), secs(t1, t2), stats.prefill_seconds, stats.decode_seconds},
+                                                stats);
       out.reused_tokens = static_cast<index_t>(keep);
-      out.images = infos_;
-      for (points15_image_info const& i : out.images) out.image_tokens += i.llm_tokens;
-      out.timings = {secs(t0, t1), secs(t1, t2), stats.prefill_seconds, stats.decode_seconds};
-      out.stats = stats;
       request_.messages.push_back({"assistant", {content_item::make_text(out.text)}});
       return out;
     } catch (...) {

@@ -119,6 +119,24 @@ struct points15_tokens {
   text::token_id im_start = 0, im_end = 0, vision_start = 0, vision_end = 0, image_pad = 0;
 };
 
+namespace detail {
+/// A points15_result from one sequence's generation_result and the request's facts.
+[[nodiscard]] inline points15_result make_result(lm::generation_result&& gen, index_t prompt_tokens,
+                                                 std::vector<points15_image_info> images, points15_timings timings,
+                                                 lm::generation_stats const& stats) {
+  points15_result o;
+  o.ids = std::move(gen.tokens);
+  o.text = std::move(gen.text);
+  o.reason = gen.reason;
+  o.prompt_tokens = prompt_tokens;
+  o.images = std::move(images);
+  for (points15_image_info const& i : o.images) o.image_tokens += i.llm_tokens;
+  o.timings = timings;
+  o.stats = stats;
+  return o;
+}
+}  // namespace detail
+
 /// POINTS1.5 on a backend with host memory, weights of type T, a projector policy
 /// (projector::patch_merger is POINTS1.5's).
 template <backend::tag Backend, weight_type T, class Projector = projector::patch_merger>
@@ -348,11 +366,7 @@ class points15 {
     std::vector<lm::prompt> const ps = prompts(prepared, encoded);
     auto const t2 = clock::now();
 
-    lm::generation_options g = opt.generation;
-    if (opt.stop_at_im_end &&
-        std::find(g.stop_token_ids.begin(), g.stop_token_ids.end(), tokens_.im_end) == g.stop_token_ids.end())
-      g.stop_token_ids.push_back(tokens_.im_end);
-    g.continue_cache = false;
+    lm::generation_options const g = generation_options(opt, false);
     index_t longest = 0;
     for (lm::prompt const& p : ps) longest = std::max(longest, p.size());
     index_t const context = std::min(limit, longest + std::max<index_t>(g.max_new_tokens, 1));
@@ -362,19 +376,21 @@ class points15 {
         lm::generate(decoder_, tokenizer_, std::span<lm::prompt const>(ps), g, cache, ctx_, on_text, &stats);
 
     points15_timings const times{secs(t0, t1), secs(t1, t2), stats.prefill_seconds, stats.decode_seconds};
-    std::vector<points15_result> out(gen.size());
-    for (std::size_t r = 0; r < gen.size(); ++r) {
-      points15_result& o = out[r];
-      o.ids = std::move(gen[r].tokens);
-      o.text = std::move(gen[r].text);
-      o.reason = gen[r].reason;
-      o.prompt_tokens = ps[r].size();
-      o.images = prepared.images[r];
-      for (points15_image_info const& i : o.images) o.image_tokens += i.llm_tokens;
-      o.timings = times;
-      o.stats = stats;
-    }
+    std::vector<points15_result> out;
+    out.reserve(gen.size());
+    for (std::size_t r = 0; r < gen.size(); ++r)
+      out.push_back(detail::make_result(std::move(gen[r]), ps[r].size(), prepared.images[r], times, stats));
     return out;
+  }
+
+  /// The lm::generation_options of `opt`: <|im_end|> added to the stop tokens (stop_at_im_end).
+  [[nodiscard]] lm::generation_options generation_options(points15_options const& opt, bool continue_cache) const {
+    lm::generation_options g = opt.generation;
+    if (opt.stop_at_im_end &&
+        std::find(g.stop_token_ids.begin(), g.stop_token_ids.end(), tokens_.im_end) == g.stop_token_ids.end())
+      g.stop_token_ids.push_back(tokens_.im_end);
+    g.continue_cache = continue_cache;
+    return g;
   }
 
   /// One request.
