@@ -5,7 +5,8 @@
 // directories: CustomLlama names in f32 (sharded) and bf16, the 2025 Qwen2 names in f32. Two real
 // images of different sizes and aspect ratios (../shared/data/images; skipped when absent), three
 // requests (one image, two images, a multi-turn conversation with an image in two user turns).
-// Pinned per checkpoint and request: the prompt ids, image_grid_thw, the vision tower's output,
+// Pinned: each image's pixel_values (row hashes and samples); per checkpoint and request the
+// prompt ids, image_grid_thw, the vision tower's output,
 // the projector's rows, the spliced input embeddings, the logits of every prompt position, and
 // the greedy answer (ids identical), alone and batched.
 // Budgets: f32 by NMSE <= tol<float>::model_nmse (1e-8; measured 3.5e-13 - 7.5e-13). bf16 weights
@@ -224,6 +225,31 @@ void check_variant(std::string const& variant, double budget) {
 }
 
 }  // namespace
+
+TEST_CASE("golden: POINTS1.5 pixel_values of the two real images equal the reference processor's", "[golden][model][points15]") {
+  REQUIRE_SHARED_IMAGES();
+  // Qwen2ImageProcessorForPOINTSV15 with the checkpoint's preprocessor_config.json (max_pixels
+  // 37632): every row's FNV-1a 64 and 4096 sampled values, exactly.
+  auto m = model::points15<backend::cpu, bf16>::load(points_dir() / "custom_llama_bf16");
+  test::golden_file const images("points15/images.safetensors");
+  for (std::string const key : {"A", "B"}) {
+    INFO("image " << key);
+    auto const [px, info] = m.prepare_image(image_item(key, image_form::file));
+    std::vector<std::int32_t> const grid{static_cast<std::int32_t>(px.grid.t), static_cast<std::int32_t>(px.grid.h),
+                                         static_cast<std::int32_t>(px.grid.w)};
+    CHECK(grid == images.get<std::int32_t>(key + ".image_grid_thw"));
+    CHECK(info.llm_tokens == manifest()["images"][key]["n_llm_tokens"].get<index_t>());
+    std::vector<std::int64_t> hashes;
+    for (index_t r = 0; r < px.n_patches(); ++r)
+      hashes.push_back(static_cast<std::int64_t>(test::fnv1a64(px.rows().row(r), static_cast<std::size_t>(px.n_features) * sizeof(float))));
+    CHECK(hashes == images.get<std::int64_t>(key + ".pixel_values_row_fnv1a64"));
+    auto const idx = images.get<std::int32_t>(key + ".sample_index");
+    auto const val = images.get<float>(key + ".sample_value");
+    std::size_t same = 0;
+    for (std::size_t i = 0; i < idx.size(); ++i) same += px.pixel_values.data()[idx[i]] == val[i];
+    CHECK(same == idx.size());
+  }
+}
 
 TEST_CASE("golden: POINTS1.5 end to end, CustomLlama f32 checkpoint (sharded)", "[golden][model][points15]") {
   REQUIRE_SHARED_IMAGES();
