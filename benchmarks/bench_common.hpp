@@ -5,6 +5,7 @@
 // (bandwidth-bound GEMVs, decode steps).
 #pragma once
 
+#include <tessera/backend/cpu/gemm.hpp>  // TESSERA_HAVE_AVX512_BF16_DOT
 #include <tessera/core/buffer.hpp>
 
 #include <xsimd/xsimd.hpp>
@@ -88,6 +89,32 @@ inline double probe_rate(int threads, long iters, Block block) {
   auto run = [&](int) { on_threads(threads, [&](int) { block(iters); }); };
   auto const tm = time_it(run, 5, 0.3);
   return 24.0 * static_cast<double>(iters) * threads / tm.min_s;
+}
+
+/// Peak rate (GFLOP/s) of the AVX-512 bf16 dot instruction (64 flops each), 0 without it.
+inline double probe_bf16_dot_gflops(int threads, long iters) {
+#if TESSERA_HAVE_AVX512_BF16_DOT
+  return 64.0 * 1e-9 * probe_rate(threads, iters, [](long n) {
+    asm volatile("vpxord %%zmm30, %%zmm30, %%zmm30\n\tvpxord %%zmm31, %%zmm31, %%zmm31" ::: TESSERA_CLOBBER_ALL);
+    for (long i = 0; i < n; ++i) asm volatile(TESSERA_BLOCK("vdpbf16ps", "zmm")::: TESSERA_CLOBBER_ALL);
+  });
+#else
+  (void)threads;
+  (void)iters;
+  return 0.0;
+#endif
+}
+
+/// NMSE = sum (a - b)^2 / sum b^2 of n values (the benchmarks' check of a fast path against a
+/// reference run).
+inline double nmse(float const* a, float const* b, std::size_t n) {
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    double const e = static_cast<double>(a[i]) - b[i];
+    num += e * e;
+    den += static_cast<double>(b[i]) * b[i];
+  }
+  return den > 0 ? num / den : num;
 }
 
 /// Peak f32 FMA rate (GFLOP/s) with the widest vectors of the build, all threads.

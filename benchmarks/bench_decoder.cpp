@@ -47,16 +47,6 @@ struct options {
   int steps = 32;
 };
 
-double nmse(std::vector<float> const& a, std::vector<float> const& b) {
-  double num = 0, den = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    double const e = static_cast<double>(a[i]) - b[i];
-    num += e * e;
-    den += static_cast<double>(b[i]) * b[i];
-  }
-  return num / den;
-}
-
 std::vector<text::token_id> prompt_ids(index_t n, index_t vocab) {
   std::vector<text::token_id> ids(static_cast<std::size_t>(n));
   for (index_t i = 0; i < n; ++i)
@@ -115,7 +105,7 @@ nlohmann::json bench_model(model_shape const& m, options const& o, std::function
       lm::kv_cache<CacheT> ca(dec.cache_shape(1, 8)), cb(dec.cache_shape(1, 8));
       fast.run(ids, seq_offsets::single(4), slot, ca, tensor_view<float, 2>(a.data(), {1, vocab}), ctx);
       ref.run(ids, seq_offsets::single(4), slot, cb, tensor_view<float, 2>(b.data(), {1, vocab}), rctx);
-      return nmse(a, b);
+      return bench::nmse(a.data(), b.data(), a.size());
     };
     double const e32 = check(nn::product_precision::f32, 0.0f), e16 = check(nn::product_precision::bf16, KV{});
     bool const ok = e32 <= 1e-8 && e16 <= 1e-3;

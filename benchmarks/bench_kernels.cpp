@@ -36,6 +36,7 @@
 using namespace tessera;
 using bench::llc_bytes;
 using bench::probe_fma_gflops;
+using bench::probe_bf16_dot_gflops;
 using bench::probe_rate;
 using bench::on_threads;
 using bench::probe_dram_gbps;
@@ -46,19 +47,6 @@ namespace {
 
 // ---- roofs ----------------------------------------------------------------------------------------
 
-/// Peak rate (GFLOP/s) of the AVX-512 bf16 dot instruction (64 flops each), 0 without it.
-double probe_bf16_dot_gflops(int threads, long iters) {
-#if TESSERA_HAVE_AVX512_BF16_DOT
-  return 64.0 * 1e-9 * probe_rate(threads, iters, [](long n) {
-    asm volatile("vpxord %%zmm30, %%zmm30, %%zmm30\n\tvpxord %%zmm31, %%zmm31, %%zmm31" ::: TESSERA_CLOBBER_ALL);
-    for (long i = 0; i < n; ++i) asm volatile(TESSERA_BLOCK("vdpbf16ps", "zmm")::: TESSERA_CLOBBER_ALL);
-  });
-#else
-  (void)threads;
-  (void)iters;
-  return 0.0;
-#endif
-}
 
 // ---- GEMM cases --------------------------------------------------------------------------------
 

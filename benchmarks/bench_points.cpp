@@ -245,16 +245,6 @@ double projector_flops(model::patch_merger_config const& c, index_t n_tokens) {
 
 // ---- helpers --------------------------------------------------------------------------------------
 
-double nmse(float const* a, float const* b, std::size_t n) {
-  double num = 0, den = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    double const e = static_cast<double>(a[i]) - b[i];
-    num += e * e;
-    den += static_cast<double>(b[i]) * b[i];
-  }
-  return den > 0 ? num / den : num;
-}
-
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0.0 : v[v.size() / 2];
@@ -283,20 +273,6 @@ std::string cpu_model() {
   return "unknown";
 }
 
-/// Peak rate (GFLOP/s) of the AVX-512 bf16 dot instruction (64 flops each), 0 without it; as
-/// bench_kernels probes it.
-double probe_bf16_dot_gflops(int threads, long iters) {
-#if TESSERA_HAVE_AVX512_BF16_DOT
-  return 64.0 * 1e-9 * bench::probe_rate(threads, iters, [](long n) {
-    asm volatile("vpxord %%zmm30, %%zmm30, %%zmm30\n\tvpxord %%zmm31, %%zmm31, %%zmm31" ::: TESSERA_CLOBBER_ALL);
-    for (long i = 0; i < n; ++i) asm volatile(TESSERA_BLOCK("vdpbf16ps", "zmm")::: TESSERA_CLOBBER_ALL);
-  });
-#else
-  (void)threads;
-  (void)iters;
-  return 0.0;
-#endif
-}
 
 /// The tower alone over a prepared batch, packed as model::points15::encode packs it.
 struct tower_run {
@@ -357,7 +333,7 @@ nlohmann::json check_vs_reference(model_parts const& full, options const& o) {
   std::span<model::points15_request const> const reqs(&req, 1);
   model::points15_prepared const pc = cpu.prepare(reqs), pr = ref.prepare(reqs);
   model::points15_encoded const ec = cpu.encode(pc), er = ref.encode(pr);
-  double const rows_nmse = nmse(ec.rows.data(), er.rows.data(), static_cast<std::size_t>(ec.rows.size()));
+  double const rows_nmse = bench::nmse(ec.rows.data(), er.rows.data(), static_cast<std::size_t>(ec.rows.size()));
 
   tower_run t(cpu, pc);
   t.run(cpu);
@@ -373,7 +349,7 @@ nlohmann::json check_vs_reference(model_parts const& full, options const& o) {
               cpu.ctx());
   lm::prefill(ref.decoder(), std::span<lm::prompt const>(prr), slot, cache_r, tensor_view<float, 2>(lr.data(), {1, vocab}),
               ref.ctx());
-  double const logits_nmse = nmse(lc.data(), lr.data(), lc.size());
+  double const logits_nmse = bench::nmse(lc.data(), lr.data(), lc.size());
   // bf16 products on both backends: a last-bit difference upstream flips a bf16 rounding of an
   // activation now and then (a 2^-9 relative step); tol<bf16>'s model NMSE budget is 1e-4.
   bool const ok = rows_nmse <= 1e-4 && logits_nmse <= 1e-4 && tower_same;
@@ -762,7 +738,7 @@ int main(int argc, char** argv) {
   roofs r;
   long const iters = o.quick ? 2'000'000 : 20'000'000;
   r.fma = bench::probe_fma_gflops(o.threads, iters);
-  r.dot = probe_bf16_dot_gflops(o.threads, iters);
+  r.dot = bench::probe_bf16_dot_gflops(o.threads, iters);
   std::size_t const probe_bytes = o.quick ? (std::size_t{64} << 20) : std::max<std::size_t>(std::size_t{1} << 30, 2 * llc);
   r.dram = bench::probe_dram_gbps(o.threads, probe_bytes);
   // Each probe takes half a second or more: the smoke test reuses the first one.

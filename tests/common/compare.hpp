@@ -13,6 +13,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <span>
 #include <cstdlib>
 #include <cstring>
 #include <random>
@@ -176,6 +177,12 @@ template <class A, class B>
     den += double(to_float(b[i])) * to_float(b[i]);
   }
   return den > 0 ? num / den : num;
+}
+
+/// NMSE of two equally long f32 spans (REQUIREs equal lengths).
+[[nodiscard]] inline double nmse(std::span<float const> got, std::span<float const> want) {
+  REQUIRE(got.size() == want.size());
+  return nmse(got.data(), want.data(), static_cast<std::int64_t>(got.size()));
 }
 
 /// An output buffer with `guard` sentinel elements after the payload; intact() checks that no

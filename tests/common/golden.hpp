@@ -2,12 +2,15 @@
 // Reading committed golden files (tests/golden/*.safetensors) through tessera's own reader.
 #pragma once
 
+#include "common/compare.hpp"
+
 #include <tessera/core/tensor_view.hpp>
 #include <tessera/io/safetensors.hpp>
 
 #include <catch2/catch_test_macros.hpp>
 
 #include <cstdlib>
+#include <iostream>
 #include <span>
 #include <string>
 #include <vector>
@@ -47,6 +50,15 @@ class golden_file {
 [[nodiscard]] inline bool golden_verbose() {
   static bool const v = std::getenv("TESSERA_GOLDEN_VERBOSE") != nullptr;
   return v;
+}
+
+/// NMSE of `got` against `want` within `budget`, reported (printed with TESSERA_GOLDEN_VERBOSE).
+inline void require_nmse(std::string const& what, std::span<float const> got, std::span<float const> want,
+                         double budget) {
+  double const e = nmse(got, want);
+  INFO(what << ": NMSE " << e << " (budget " << budget << ", " << 100.0 * e / budget << "% used)");
+  if (golden_verbose()) std::cout << what << ": NMSE " << e << " (" << 100.0 * e / budget << "% of budget)\n";
+  REQUIRE(e <= budget);
 }
 
 }  // namespace tessera::test

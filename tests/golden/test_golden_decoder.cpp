@@ -38,28 +38,11 @@
 namespace {
 
 using namespace tessera;
+using test::nmse;
+using test::require_nmse;
 using test::tol;
 
 std::string golden_dir(std::string const& name) { return std::string(TESSERA_SOURCE_DIR) + "/tests/golden/" + name; }
-
-double nmse(std::span<float const> got, std::span<float const> want) {
-  REQUIRE(got.size() == want.size());
-  double num = 0, den = 0;
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    double const e = static_cast<double>(got[i]) - want[i];
-    num += e * e;
-    den += static_cast<double>(want[i]) * want[i];
-  }
-  return num / den;
-}
-
-/// NMSE within `budget`, reported.
-void require_nmse(std::string const& what, std::span<float const> got, std::span<float const> want, double budget) {
-  double const e = nmse(got, want);
-  INFO(what << ": NMSE " << e << " (budget " << budget << ", " << 100.0 * e / budget << "% used)");
-  if (test::golden_verbose()) std::cout << what << ": NMSE " << e << " (" << 100.0 * e / budget << "% of budget)\n";
-  REQUIRE(e <= budget);
-}
 
 /// Element-wise within `t`, reported.
 void require_close(std::string const& what, std::span<float const> got, std::span<float const> want,

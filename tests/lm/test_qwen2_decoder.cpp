@@ -20,19 +20,10 @@
 namespace {
 
 using namespace tessera;
+using test::nmse;
 using test::tol;
 
 /// sum (a - b)^2 / sum b^2.
-double nmse(std::span<float const> a, std::span<float const> b) {
-  double num = 0, den = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    double const e = static_cast<double>(a[i]) - b[i];
-    num += e * e;
-    den += static_cast<double>(b[i]) * b[i];
-  }
-  return den > 0 ? num / den : num;
-}
-
 /// Element-wise comparison of two equally long spans.
 test::compare_result close(std::span<float const> got, std::span<float const> want, test::tolerance t) {
   REQUIRE(got.size() == want.size());

@@ -44,6 +44,7 @@ namespace {
 
 using namespace tessera;
 namespace fs = std::filesystem;
+using test::require_nmse;
 using test::tol;
 
 fs::path points_dir() { return test::golden_path("points15"); }
@@ -54,24 +55,6 @@ nlohmann::json const& manifest() {
     return nlohmann::json::parse(f);
   }();
   return m;
-}
-
-double nmse(std::span<float const> got, std::span<float const> want) {
-  REQUIRE(got.size() == want.size());
-  double num = 0, den = 0;
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    double const e = static_cast<double>(got[i]) - want[i];
-    num += e * e;
-    den += static_cast<double>(want[i]) * want[i];
-  }
-  return num / den;
-}
-
-void require_nmse(std::string const& what, std::span<float const> got, std::span<float const> want, double budget) {
-  double const e = nmse(got, want);
-  INFO(what << ": NMSE " << e << " (budget " << budget << ")");
-  if (test::golden_verbose()) std::cout << what << ": NMSE " << e << " (" << 100.0 * e / budget << "% of budget)\n";
-  REQUIRE(e <= budget);
 }
 
 /// How an image item is handed over (every form must give the same answer).
