@@ -486,11 +486,14 @@ def pipeline_json(tok) -> OrderedDict:
     return OrderedDict((k, d[k]) for k in ("normalizer", "pre_tokenizer", "post_processor", "decoder"))
 
 
-def build_tokenizer(work: str, qwen2_dir: str) -> tuple[str, OrderedDict]:
+def build_tokenizer(work: str, qwen2_dir: str, text: str = TRAINING_TEXT, bpe_vocab: int = BPE_VOCAB,
+                    repeat: int = TRAINING_REPEAT) -> tuple[str, OrderedDict]:
     """Trains the tiny BPE and writes tokenizer.json / vocab.json / merges.txt / tokenizer_config.json
     into work/tokenizer. The normalizer / pre-tokenizer / decoder / post-processor are what
     transformers' Qwen2TokenizerFast builds from a vocab.json + merges.txt (its Qwen2 converter), checked
-    equal to those built from the shared Qwen2 vocabulary."""
+    equal to those built from the shared Qwen2 vocabulary. text / bpe_vocab / repeat: the training
+    text (one line per sample), the BPE size before the added tokens, how often the text is fed
+    (tools/demo_model trains its own tokenizer with these)."""
     boot_dir = os.path.join(work, "boot")
     os.makedirs(boot_dir)
     b2u = byte_alphabet()
@@ -504,20 +507,20 @@ def build_tokenizer(work: str, qwen2_dir: str) -> tuple[str, OrderedDict]:
                                fuse_unk=False, byte_fallback=False))
     bpe.normalizer = boot.backend_tokenizer.normalizer
     bpe.pre_tokenizer = boot.backend_tokenizer.pre_tokenizer
-    trainer = trainers.BpeTrainer(vocab_size=BPE_VOCAB, min_frequency=2, show_progress=False, special_tokens=[],
+    trainer = trainers.BpeTrainer(vocab_size=bpe_vocab, min_frequency=2, show_progress=False, special_tokens=[],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), limit_alphabet=256)
-    lines = [ln for ln in TRAINING_TEXT.splitlines() if ln] * TRAINING_REPEAT
+    lines = [ln for ln in text.splitlines() if ln] * repeat
     bpe.train_from_iterator(lines, trainer=trainer)
-    assert bpe.get_vocab_size() == BPE_VOCAB, bpe.get_vocab_size()
+    assert bpe.get_vocab_size() == bpe_vocab, bpe.get_vocab_size()
     model_dir = os.path.join(work, "bpe")
     os.makedirs(model_dir)
     bpe.model.save(model_dir)
 
     tok = Qwen2TokenizerFast(vocab_file=os.path.join(model_dir, "vocab.json"),
                              merges_file=os.path.join(model_dir, "merges.txt"))
-    assert len(tok) == BPE_VOCAB + 1  # <|endoftext|>, added by Qwen2TokenizerFast.__init__
-    add_qwen25_tokens(tok, BPE_VOCAB)
-    assert len(tok) == BPE_VOCAB + len(QWEN25_ADDED)
+    assert len(tok) == bpe_vocab + 1  # <|endoftext|>, added by Qwen2TokenizerFast.__init__
+    add_qwen25_tokens(tok, bpe_vocab)
+    assert len(tok) == bpe_vocab + len(QWEN25_ADDED)
     out = os.path.join(work, "tokenizer")
     tok.save_pretrained(out)
     keep = ("tokenizer.json", "vocab.json", "merges.txt")
@@ -528,7 +531,7 @@ def build_tokenizer(work: str, qwen2_dir: str) -> tuple[str, OrderedDict]:
     # The chat_template is left out: POINTS builds its prompt in construct_prompt / apply_chat_template.
     decoder = OrderedDict()
     for k, (content, special) in enumerate(QWEN25_ADDED):
-        decoder[str(BPE_VOCAB + k)] = OrderedDict(content=content, lstrip=False, normalized=False, rstrip=False,
+        decoder[str(bpe_vocab + k)] = OrderedDict(content=content, lstrip=False, normalized=False, rstrip=False,
                                                   single_word=False, special=special)
     cfg = OrderedDict(add_bos_token=False, add_prefix_space=False, added_tokens_decoder=decoder,
                       additional_special_tokens=ADDITIONAL_SPECIAL, bos_token=None, clean_up_tokenization_spaces=False,
@@ -539,12 +542,12 @@ def build_tokenizer(work: str, qwen2_dir: str) -> tuple[str, OrderedDict]:
     info = OrderedDict()
     info["files"] = "tokenizer.json, vocab.json, merges.txt (Qwen2TokenizerFast.save_pretrained), tokenizer_config.json"
     info["training"] = OrderedDict(
-        library=f"tokenizers {tokenizers.__version__} BpeTrainer", vocab_size=BPE_VOCAB, min_frequency=2,
+        library=f"tokenizers {tokenizers.__version__} BpeTrainer", vocab_size=bpe_vocab, min_frequency=2,
         initial_alphabet="pre_tokenizers.ByteLevel.alphabet() (all 256 byte symbols)", limit_alphabet=256,
         pre_tokenizer="Qwen2's (Split on Qwen2's regex, then ByteLevel without prefix space), NFC normalizer",
-        text_lines=len(lines) // TRAINING_REPEAT, text_repeat=TRAINING_REPEAT,
-        text_sha256=hashlib.sha256(TRAINING_TEXT.encode("utf-8")).hexdigest(), text=TRAINING_TEXT)
-    info["added_tokens"] = OrderedDict((c, BPE_VOCAB + k) for k, (c, _s) in enumerate(QWEN25_ADDED))
+        text_lines=len(lines) // repeat, text_repeat=repeat,
+        text_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(), text=text)
+    info["added_tokens"] = OrderedDict((c, bpe_vocab + k) for k, (c, _s) in enumerate(QWEN25_ADDED))
     info["size"] = len(tok)
     info["chat_template"] = "none (POINTS builds the prompt itself, spec 5.1)"
     # The pipeline equals the one transformers builds from the shared Qwen2 vocabulary.
