@@ -27,6 +27,7 @@
 #include <tessera/nn/add.hpp>
 #include <tessera/nn/embedding.hpp>
 #include <tessera/nn/gather.hpp>
+#include <tessera/nn/random_parameters.hpp>
 #include <tessera/pack/patchify.hpp>
 #include <tessera/pack/pack_plan.hpp>
 #include <tessera/pack/token_drop.hpp>

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // lm::qwen2_decoder and lm::kv_cache on random in-memory weights: the cpu backend against the
 // reference, prefill + cached decode steps against one full pass, a packed batch against each
-// sequence alone, CustomLlama's fused layout against HF's, bf16 caches, rollback, bad input.
+// sequence alone, CustomLlama's fused layout against HF's, bf16 caches, rollback, bad input;
+// lm::random_decoder_weights for every bias, norm and tying choice of a config.
 // (The comparison with transformers' Qwen2ForCausalLM is tests/golden/test_golden_decoder.cpp.)
 #include "common/compare.hpp"
 #include "common/random_decoder.hpp"
@@ -11,6 +12,7 @@
 
 #include <catch2/catch_template_test_macros.hpp>
 #include <catch2/catch_test_macros.hpp>
+#include <catch2/matchers/catch_matchers_string.hpp>
 
 #include <cmath>
 #include <cstdint>
@@ -262,6 +264,36 @@ TEST_CASE("qwen2_decoder: bad input is refused with tessera::error", "[text][dec
   bad = rd.config;
   bad.d_ff += 1;  // weights no longer match
   REQUIRE_THROWS_AS((lm::qwen2_decoder<backend::cpu, float>(bad, rd.hf)), tessera::error);
+}
+
+TEST_CASE("random_decoder_weights: the tensors a config describes, which the decoder accepts", "[text][decoder][unit]") {
+  lm::decoder_config tied = small_config(0), all_biases = small_config(1);
+  all_biases.o_bias = all_biases.gate_up_bias = all_biases.down_bias = true;
+  all_biases.norm = nn::norm_kind::layer_norm;
+  lm::decoder_config no_bias = small_config(1);
+  no_bias.qkv_bias = false;
+  for (lm::decoder_config const& c : {tied, all_biases, no_bias}) {
+    nn::random_parameters<float> p(5);
+    lm::decoder_weights<float> const w = lm::random_decoder_weights(c, p);
+    INFO("qkv_bias " << c.qkv_bias << ", o_bias " << c.o_bias << ", tied " << c.tie_word_embeddings);
+    REQUIRE(static_cast<index_t>(w.layers.size()) == c.n_layers);
+    lm::decoder_layer_weights<float> const& l = w.layers.back();
+    CHECK((l.q.bias.has_value() == c.qkv_bias && l.k.bias.has_value() == c.qkv_bias && l.v.bias.has_value() == c.qkv_bias));
+    CHECK((l.o.bias.has_value() == c.o_bias && l.gate.bias.has_value() == c.gate_up_bias &&
+           l.up.bias.has_value() == c.gate_up_bias && l.down.bias.has_value() == c.down_bias));
+    CHECK(l.input_norm.bias.has_value() == (c.norm == nn::norm_kind::layer_norm));
+    CHECK((w.lm_head_tied == c.tie_word_embeddings && (w.lm_head.data() == w.embed.data()) == c.tie_word_embeddings));
+    CHECK((!l.kv_fused && !l.up_gate_fused && w.keep_alive == p.keep_alive()));
+    // The decoder checks every shape; its logits are finite.
+    lm::qwen2_decoder<backend::cpu, float> const dec(c, w);
+    exec_ctx<backend::cpu> ctx(2);
+    std::vector<text::token_id> const ids = random_ids(5, c.vocab_size, 3);
+    for (float v : prompt_logits(dec, ids, ctx)) REQUIRE(std::isfinite(v));
+  }
+  nn::random_parameters<float> p(5);
+  lm::decoder_config bad = tied;
+  bad.n_layers = 0;
+  REQUIRE_THROWS_WITH(lm::random_decoder_weights(bad, p), Catch::Matchers::ContainsSubstring("lm::random_decoder_weights"));
 }
 
 TEST_CASE("load_qwen2_decoder: missing files are named in the error", "[text][decoder][unit]") {

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // nn::linear: reference on a hand-worked case; cpu vs reference over awkward shapes, every weight
 // dtype, both product precisions, strided views, bias or none; exact on small integers; errors.
+// nn::random_parameters: nn.Linear's and the norms' initialization, reproducible from the seed.
 #include <tessera/nn/linear.hpp>
+#include <tessera/nn/random_parameters.hpp>
 
 #include "common/compare.hpp"
 
@@ -9,6 +11,9 @@
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
+#include <algorithm>
+#include <cmath>
+#include <memory>
 #include <vector>
 
 using namespace tessera;
@@ -165,6 +170,62 @@ TEST_CASE("linear allocates scratch only when its high-water mark rises", "[nn][
   auto const after_first = ctx.scratch().allocations();
   for (int i = 0; i < 3; ++i) call();
   REQUIRE(ctx.scratch().allocations() == after_first);
+}
+
+TEST_CASE("random_parameters: nn.Linear's and the norms' initialization, reproducible from the seed",
+          "[nn][linear][unit]") {
+  nn::random_parameters<float> p(11);
+  nn::linear_weights<float> const l = p.linear(5, 16);
+  REQUIRE((l.weight.extent(0) == 5 && l.weight.extent(1) == 16 && l.weight.is_contiguous()));
+  REQUIRE((l.bias && l.bias->extent(0) == 5));
+  // Tensor i of the store draws from rng(seed, i): U(-1/sqrt(16), 1/sqrt(16)) = U(-0.25, 0.25).
+  rng r0(11, 0), r1(11, 1);
+  float lo = 1.0f, hi = -1.0f;
+  for (index_t i = 0; i < 5; ++i)
+    for (index_t j = 0; j < 16; ++j) {
+      REQUIRE(l.weight(i, j) == static_cast<float>(0.25f * (2.0 * r0.uniform() - 1.0)));
+      lo = std::min(lo, l.weight(i, j));
+      hi = std::max(hi, l.weight(i, j));
+    }
+  CHECK((lo >= -0.25f && lo < -0.2f && hi < 0.25f && hi > 0.2f));
+  for (index_t i = 0; i < 5; ++i) REQUIRE((*l.bias)(i) == static_cast<float>(0.25f * (2.0 * r1.uniform() - 1.0)));
+  CHECK_FALSE(p.linear(3, 4, /*bias=*/false).bias.has_value());
+
+  nn::norm_weights<float> const ln = p.norm(6, /*bias=*/true), rms = p.norm(6);
+  CHECK_FALSE(rms.bias.has_value());
+  for (index_t i = 0; i < 6; ++i) CHECK((ln.weight(i) == 1.0f && (*ln.bias)(i) == 0.0f && rms.weight(i) == 1.0f));
+  tensor_view<float const, 3> const t = p.uniform({2, 3, 4}, 0.5f);
+  CHECK((t.extent(0) == 2 && t.extent(1) == 3 && t.extent(2) == 4 && t.is_contiguous()));
+  tensor_view<float const, 2> const c = p.constant({2, 3}, 0.5f);
+  CHECK((c(0, 0) == 0.5f && c(1, 2) == 0.5f));
+  CHECK(p.n_values() == 5 * 16 + 5 + 3 * 4 + 3 * 6 + 24 + 6);
+
+  // The same seed gives the same values; a tensor's values do not depend on the sizes before it.
+  nn::random_parameters<float> same(11), other(11);
+  (void)other.uniform({7}, 1.0f);
+  tensor_view<float const, 2> const w_same = same.linear(5, 16).weight;
+  tensor_view<float const, 1> const b_other = other.uniform({5}, 0.25f);
+  for (index_t i = 0; i < 5; ++i) CHECK((w_same(i, 3) == l.weight(i, 3) && b_other(i) == (*l.bias)(i)));
+  // bf16: the same draws, rounded.
+  nn::random_parameters<bf16> pb(11);
+  tensor_view<bf16 const, 2> const wb = pb.linear(5, 16).weight;
+  for (index_t j = 0; j < 16; ++j) CHECK(wb(2, j).bits == bf16::from_float(l.weight(2, j)).bits);
+
+  // keep_alive holds the tensors after the store is gone.
+  std::shared_ptr<void const> keep;
+  tensor_view<float const, 1> v;
+  {
+    nn::random_parameters<float> q(11);
+    v = q.constant({4}, 2.0f);
+    keep = q.keep_alive();
+  }
+  CHECK((v(0) == 2.0f && v(3) == 2.0f));
+
+  CHECK_THROWS_WITH(p.uniform({3, -1}, 1.0f), Catch::Matchers::ContainsSubstring("nn::random_parameters"));
+  CHECK_THROWS_AS(p.uniform({3}, -1.0f), tessera::error);
+  CHECK_THROWS_AS(p.uniform({3}, std::nanf("")), tessera::error);
+  CHECK_THROWS_AS(p.uniform({index_t{1} << 30, index_t{1} << 30}, 1.0f), tessera::error);
+  CHECK_THROWS_AS(p.linear(3, 0), tessera::error);
 }
 
 #if TESSERA_HAVE_AVX512_BF16_DOT

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // pool::map_head / navit_pool: hand-worked tiny heads; cpu vs reference (ragged batches, padding
 // sequences, strided rows with guards, f32 / bf16 weights); packed == each image alone; masked rows
-// are 0 and leave the others unchanged; argument errors.
+// are 0 and leave the others unchanged; argument errors; random_map_head_weights.
 #include <tessera/pool/attention_pool.hpp>
 
 #include "common/compare.hpp"
@@ -244,6 +244,29 @@ TEST_CASE("attention pools: packed == each image alone; masked rows are 0", "[po
       CHECK(row(mn) == row(pn));
     }
   }
+}
+
+TEST_CASE("random_map_head_weights: timm's initialization, accepted by map_head", "[pool][attention_pool][unit]") {
+  index_t const d = 16, d_ff = 40;
+  nn::random_parameters<float> p(3);
+  pool::map_head_weights<float> const w = pool::random_map_head_weights(d, d_ff, p);
+  CHECK((w.probe.extent(0) == d && w.q_weight.extent(0) == d && w.kv_weight.extent(0) == 2 * d &&
+         w.proj_weight.extent(1) == d && w.fc1_weight.extent(0) == d_ff && w.fc2_weight.extent(1) == d_ff));
+  CHECK((w.q_bias.extent(0) == d && w.kv_bias.extent(0) == 2 * d && w.proj_bias.extent(0) == d &&
+         w.fc1_bias.extent(0) == d_ff && w.fc2_bias.extent(0) == d));
+  for (index_t i = 0; i < d; ++i) {
+    CHECK((w.norm_weight(i) == 1.0f && w.norm_bias(i) == 0.0f));
+    CHECK(std::abs(w.probe(i)) < std::sqrt(3.0f / d));  // std d^-1/2: uniform in +-sqrt(3 / d)
+    CHECK(std::abs(w.fc2_weight(i, 0)) < 1.0f / std::sqrt(static_cast<float>(d_ff)));  // nn.Linear(d_ff, d)
+  }
+  auto const seqs = seq_offsets::from_lengths({3, 5});
+  std::vector<float> const x = test::random_vector<float>(static_cast<std::size_t>(8 * d), test::seed());
+  std::vector<float> out(2 * d);
+  exec_ctx<backend::cpu> ctx(1);
+  pool::map_head(tensor_view<float const, 2>(x.data(), {8, d}), seqs, w, pool::map_head_options{.n_heads = 4},
+                 tensor_view<float, 2>(out.data(), {2, d}), ctx);
+  for (float v : out) CHECK(std::isfinite(v));
+  CHECK_THROWS_AS(pool::random_map_head_weights(0, d_ff, p), tessera::error);
 }
 
 TEST_CASE("attention pools reject bad arguments", "[pool][attention_pool][unit]") {

@@ -50,9 +50,9 @@ struct decoder_config {
   bool gate_up_bias = false; ///< gate and up projections have biases
   bool down_bias = false;    ///< down projection has a bias
   bool tie_word_embeddings = false;  ///< lm_head is the embedding matrix
-  std::optional<std::int64_t> bos_token_id;
-  std::vector<std::int64_t> eos_token_ids;
-  std::optional<dtype> torch_dtype;  ///< the checkpoint's declared dtype, if the config says
+  std::optional<std::int64_t> bos_token_id{};
+  std::vector<std::int64_t> eos_token_ids{};
+  std::optional<dtype> torch_dtype{};  ///< the checkpoint's declared dtype, if the config says
 
   [[nodiscard]] index_t q_dim() const noexcept { return n_heads * head_dim; }
   [[nodiscard]] index_t kv_dim() const noexcept { return n_kv_heads * head_dim; }

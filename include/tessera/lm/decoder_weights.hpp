@@ -2,14 +2,19 @@
 // The parameters of lm::qwen2_decoder: per layer the norms, the attention projections (HF's
 // separate q / k / v, or CustomLlama's fused key_value_dense) and the SwiGLU MLP (separate gate /
 // up, or CustomLlama's fused dense_h_to_4h), plus the embedding, final norm and LM head. Views;
-// a checkpoint binder (model/qwen2/checkpoint.hpp) or a test fills them.
+// a checkpoint binder (model/qwen2/checkpoint.hpp) fills them, or random_decoder_weights for a
+// model built in code.
 #pragma once
 
 #include <tessera/core/dtype.hpp>
+#include <tessera/core/error.hpp>
 #include <tessera/core/tensor_view.hpp>
+#include <tessera/lm/decoder_config.hpp>
 #include <tessera/nn/linear.hpp>
 #include <tessera/nn/norm.hpp>
+#include <tessera/nn/random_parameters.hpp>
 
+#include <cmath>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -58,5 +63,44 @@ struct decoder_weights {
   bool lm_head_tied = false;
   std::shared_ptr<void const> keep_alive;  ///< owns converted buffers the views point into (may be empty)
 };
+
+/// Random weights for a decoder of config `c`, in HF's layout (separate q / k / v and gate / up), as
+/// PyTorch initializes the modules: every nn.Linear U(-1/sqrt(in), 1/sqrt(in)), its bias too where
+/// the config has one; norms ones (a LayerNorm's bias zeros); the embedding U(-1, 1); the LM head
+/// tied to the embedding when the config says so. The tensors live in `p` (keep_alive holds them).
+/// For a decoder built in code (a new variant, an example); throws tessera::error for sizes < 1.
+template <weight_type T>
+[[nodiscard]] decoder_weights<T> random_decoder_weights(decoder_config const& c, nn::random_parameters<T>& p) {
+  TESSERA_CHECK(c.vocab_size >= 1 && c.d_model >= 1 && c.n_layers >= 1 && c.n_heads >= 1 && c.n_kv_heads >= 1 &&
+                    c.head_dim >= 1 && c.d_ff >= 1,
+                "lm::random_decoder_weights: config sizes must be positive (vocab ", c.vocab_size, ", d_model ",
+                c.d_model, ", layers ", c.n_layers, ", heads ", c.n_heads, "/", c.n_kv_heads, ", head_dim ", c.head_dim,
+                ", d_ff ", c.d_ff, ")");
+  index_t const d = c.d_model;
+  bool const norm_bias = c.norm == nn::norm_kind::layer_norm;
+  float const kv_bound = 1.0f / std::sqrt(static_cast<float>(d));  // k_proj / v_proj are nn.Linear(d_model, kv_dim)
+  decoder_weights<T> w;
+  w.embed = p.uniform({c.vocab_size, d}, 1.0f);
+  for (index_t l = 0; l < c.n_layers; ++l) {
+    decoder_layer_weights<T> layer;
+    layer.input_norm = p.norm(d, norm_bias);
+    layer.q = p.linear(c.q_dim(), d, c.qkv_bias);
+    for (kv_head_weights<T>* kv : {&layer.k, &layer.v}) {
+      kv->weight = p.uniform({c.n_kv_heads, c.head_dim, d}, kv_bound);
+      if (c.qkv_bias) kv->bias = p.uniform({c.n_kv_heads, c.head_dim}, kv_bound);
+    }
+    layer.o = p.linear(d, c.q_dim(), c.o_bias);
+    layer.post_norm = p.norm(d, norm_bias);
+    layer.gate = p.linear(c.d_ff, d, c.gate_up_bias);
+    layer.up = p.linear(c.d_ff, d, c.gate_up_bias);
+    layer.down = p.linear(d, c.d_ff, c.down_bias);
+    w.layers.push_back(layer);
+  }
+  w.final_norm = p.norm(d, norm_bias);
+  w.lm_head_tied = c.tie_word_embeddings;
+  w.lm_head = c.tie_word_embeddings ? w.embed : p.linear(c.vocab_size, d, false).weight;
+  w.keep_alive = p.keep_alive();
+  return w;
+}
 
 }  // namespace tessera::lm

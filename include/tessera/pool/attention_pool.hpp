@@ -19,6 +19,7 @@
 #include <tessera/nn/add.hpp>
 #include <tessera/nn/layer_norm.hpp>
 #include <tessera/nn/linear.hpp>
+#include <tessera/nn/random_parameters.hpp>
 #include <tessera/pool/detail/pool_common.hpp>
 
 #include <cmath>
@@ -55,6 +56,21 @@ struct map_head_options {
   float norm_eps = 1e-6f;                      ///< timm LayerNorm(eps=1e-6); Flax default 1e-6 too
   nn::gelu_approx gelu = nn::gelu_approx::erf; ///< erf: timm nn.GELU(); tanh: Flax nn.gelu (big_vision)
 };
+
+/// Random weights for map_head of width d with an MLP of d_ff, as timm's AttentionPoolLatent
+/// initializes them: the probe with standard deviation d^-1/2 (uniform here, a truncated normal in
+/// timm), q / kv / proj / fc1 / fc2 as nn.Linear with biases, the LayerNorm ones and zeros. The
+/// tensors live in `p`, which must outlive the weights. For a head built in code (a new variant).
+template <weight_type W>
+[[nodiscard]] map_head_weights<W> random_map_head_weights(index_t d, index_t d_ff, nn::random_parameters<W>& p) {
+  TESSERA_CHECK(d >= 1 && d_ff >= 1, "pool::random_map_head_weights: d (", d, ") and d_ff (", d_ff, ") must be >= 1");
+  auto const probe = p.uniform({d}, std::sqrt(3.0f / static_cast<float>(d)));  // U(-a, a) has std a / sqrt(3)
+  auto const q = p.linear(d, d), kv = p.linear(2 * d, d), proj = p.linear(d, d);
+  auto const norm = p.norm(d, true);
+  auto const fc1 = p.linear(d_ff, d), fc2 = p.linear(d, d_ff);
+  return {probe,       q.weight,    *q.bias,      kv.weight,  *kv.bias,   proj.weight, *proj.bias,
+          norm.weight, *norm.bias,  fc1.weight,   *fc1.bias,  fc2.weight, *fc2.bias};
+}
 
 /// Weights of navit_pool (vit-pytorch names under `attn_pool.`); d = d_model, inner = n_heads * head_dim.
 template <weight_type W, class Space = backend::host_space>

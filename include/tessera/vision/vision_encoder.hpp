@@ -49,14 +49,14 @@ struct vision_encoder_config {
 /// Weights of an encoder; optional parts are applied when present.
 template <weight_type T>
 struct vision_encoder_weights {
-  std::optional<nn::norm_weights<T>> patch_norm_in;   ///< norm over the raw patch values (vit-pytorch NaViT)
-  nn::linear_weights<T> patch_embed;                  ///< [d_model, patch_dim] (+ bias): Conv2d/3d as a linear
-  std::optional<nn::norm_weights<T>> patch_norm_out;  ///< norm after the patch linear (vit-pytorch NaViT)
-  std::vector<vit_block_weights<T>> blocks;           ///< depth blocks
-  std::optional<nn::norm_weights<T>> final_norm;      ///< vit-pytorch Transformer.norm; none in Qwen2-VL
+  std::optional<nn::norm_weights<T>> patch_norm_in{};   ///< norm over the raw patch values (vit-pytorch NaViT)
+  nn::linear_weights<T> patch_embed;                    ///< [d_model, patch_dim] (+ bias): Conv2d/3d as a linear
+  std::optional<nn::norm_weights<T>> patch_norm_out{};  ///< norm after the patch linear (vit-pytorch NaViT)
+  std::vector<vit_block_weights<T>> blocks{};           ///< depth blocks
+  std::optional<nn::norm_weights<T>> final_norm{};      ///< vit-pytorch Transformer.norm; none in Qwen2-VL
   /// Owns memory the views point into when it is not the caller's (e.g. tensors a checkpoint binder
   /// converted to T); the encoder keeps it alive as long as it lives. May be empty.
-  std::shared_ptr<void const> keep_alive;
+  std::shared_ptr<void const> keep_alive{};
 };
 
 /// Called after each stage with (stage, tokens): stage -2 = patch embedding, -1 = after the

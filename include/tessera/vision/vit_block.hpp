@@ -39,17 +39,17 @@ struct vit_block_config {
 /// Weights of one block. Exactly one of `qkv` (fused) or `q` + `kv` must be present.
 template <weight_type T>
 struct vit_block_weights {
-  nn::norm_weights<T> norm1;                 ///< [d_model]
-  std::optional<nn::linear_weights<T>> qkv;  ///< [3 * inner, d_model]: q rows, k rows, v rows (Qwen2-VL attn.qkv)
-  std::optional<nn::linear_weights<T>> q;    ///< [inner, d_model] (vit-pytorch to_q)
-  std::optional<nn::linear_weights<T>> kv;   ///< [2 * inner, d_model]: k rows, then v rows (vit-pytorch to_kv)
+  nn::norm_weights<T> norm1;                   ///< [d_model]
+  std::optional<nn::linear_weights<T>> qkv{};  ///< [3 * inner, d_model]: q rows, k rows, v rows (Qwen2-VL attn.qkv)
+  std::optional<nn::linear_weights<T>> q{};    ///< [inner, d_model] (vit-pytorch to_q)
+  std::optional<nn::linear_weights<T>> kv{};   ///< [2 * inner, d_model]: k rows, then v rows (vit-pytorch to_kv)
   /// Per-head RMS query-key normalization (ViT-22B; vit-pytorch RMSNorm(heads, dim_head)):
   /// q <- normalize(q) * sqrt(head_dim) * gamma[head], gamma [n_heads, head_dim].
-  std::optional<tensor_view<T const, 2>> q_norm, k_norm;
-  nn::linear_weights<T> proj;                ///< [d_model, inner]
-  nn::norm_weights<T> norm2;                 ///< [d_model]
-  nn::linear_weights<T> fc1;                 ///< [d_ff, d_model]
-  nn::linear_weights<T> fc2;                 ///< [d_model, d_ff]
+  std::optional<tensor_view<T const, 2>> q_norm{}, k_norm{};
+  nn::linear_weights<T> proj;                  ///< [d_model, inner]
+  nn::norm_weights<T> norm2;                   ///< [d_model]
+  nn::linear_weights<T> fc1;                   ///< [d_ff, d_model]
+  nn::linear_weights<T> fc2;                   ///< [d_model, d_ff]
 };
 
 /// Scratch floats one vit_block call takes for n_tokens tokens.
