@@ -1,0 +1,410 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Trains models/shapes-tiny: a POINTS1.5 of tiny dimensions meant to answer questions about
+synthetic scenes of coloured shapes (tools/demo_model/scenes.py). Run by a developer, on the CPU;
+never by tests or CI. Status: see tools/demo_model/README.md (the recipe below does not yet reach
+the accuracy the model is meant to have).
+
+    .venv/bin/python tools/demo_model/train.py [--out DIR] [--steps0 N] [--steps1 N] [--steps2 N]
+
+Steps:
+ 1. tokenizer: a byte-level BPE trained with HF tokenizers on every phrasing of the scene text, with
+    Qwen2.5's added tokens (<|endoftext|>, <|im_start|>, <|im_end|>, <|vision_start|>,
+    <|vision_end|>, <|image_pad|>, ...) in Qwen2.5's order (the golden generator's build_tokenizer);
+ 2. stage 0, vision + projector alignment: the tower and the projector alone, with auxiliary linear
+    heads (not exported) on dense patch labels; then the projector's last Linear is rescaled so its
+    rows are standardized (standardize_rows);
+ 3. stage 1 (optional, --steps1): captions ("Describe this image." -> "Three shapes on a striped
+    background: a red circle, ..."), every module trained;
+ 4. stage 2, instruction tuning: one-turn questions about count, colour, shape, position and size
+    (QUESTIONS_PER_SCENE per image, the image encoded once), captions mixed in; every module trained
+    (POINTS keeps its pretrained ViT frozen; here it starts from random weights);
+ 5. export: config.json, preprocessor_config.json, generation_config.json, the tokenizer files and
+    model.safetensors (f32), the loss curve (--loss-png) and training.json.
+Seeded and single-process; evaluate.py measures the result. SHAPES_TINY_CHECKPOINT=PATH saves the
+state_dict every 250 steps (to evaluate a run while it trains).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import sys
+import tempfile
+import time
+from collections import OrderedDict
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np  # noqa: E402
+import safetensors.torch  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+import transformers  # noqa: E402
+from transformers import Qwen2TokenizerFast  # noqa: E402
+from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(REPO, "tools", "golden"))
+import scenes  # noqa: E402
+from model import ShapesPoints  # noqa: E402
+from make_points15_goldens import build_tokenizer, write_json  # noqa: E402
+
+TRAIN_SEED0 = 0                # training scenes: seeds 0, 1, 2, ...
+HELDOUT_SEED0, HELDOUT_COUNT = 1_000_000, 200
+EXAMPLES_SEED0 = 2_000_000     # the bundled scenes are drawn from here
+BPE_VOCAB = 320
+VOCAB_MULTIPLE = 64
+CHECKPOINT = os.environ.get("SHAPES_TINY_CHECKPOINT")  # a developer's aid: state_dict every 250 steps
+IMAGE_MEAN = [0.48145466, 0.4578275, 0.40821073]
+IMAGE_STD = [0.26862954, 0.26130258, 0.27577711]
+
+
+def preprocessor_json() -> OrderedDict:
+    return OrderedDict(
+        do_convert_rgb=True, do_normalize=True, do_rescale=True, do_resize=True, image_mean=IMAGE_MEAN,
+        image_processor_type="Qwen2VLImageProcessor", image_std=IMAGE_STD, max_pixels=scenes.MODEL_MAX_PIXELS,
+        merge_size=2, min_pixels=scenes.MODEL_MIN_PIXELS, patch_size=14, resample=3, rescale_factor=1 / 255,
+        size=OrderedDict(max_pixels=scenes.MODEL_MAX_PIXELS, min_pixels=scenes.MODEL_MIN_PIXELS),
+        temporal_patch_size=2)
+
+
+def make_processor() -> Qwen2VLImageProcessor:
+    p = preprocessor_json()
+    return Qwen2VLImageProcessor(min_pixels=p["min_pixels"], max_pixels=p["max_pixels"], image_mean=IMAGE_MEAN,
+                                 image_std=IMAGE_STD, patch_size=14, merge_size=2, temporal_patch_size=2)
+
+
+class Text:
+    """Token ids of the POINTS1.5 prompt pieces (spec 5.1)."""
+
+    def __init__(self, tok: Qwen2TokenizerFast):
+        self.tok = tok
+        ids = tok.convert_tokens_to_ids
+        self.im_start, self.im_end = ids("<|im_start|>"), ids("<|im_end|>")
+        self.vstart, self.vend, self.pad = ids("<|vision_start|>"), ids("<|vision_end|>"), ids("<|image_pad|>")
+        self.eot = ids("<|endoftext|>")
+        self.enc = lambda s: tok.encode(s, add_special_tokens=False)
+        self.user, self.nl = self.enc("user\n"), self.enc("\n")
+        self.assistant = self.enc("assistant\n")
+
+    def prompt_string(self, turns: list[tuple[str, str]], n_image: int) -> str:
+        s = ""
+        for k, (q, a) in enumerate(turns):
+            img = ("<|vision_start|>" + "<|image_pad|>" * n_image + "<|vision_end|>\n") if k == 0 else ""
+            s += f"<|im_start|>user\n{img}{q}<|im_end|>\n<|im_start|>assistant\n"
+            if a is not None:
+                s += f"{a}<|im_end|>\n"
+        return s
+
+    def conversation(self, turns: list[tuple[str, str | None]], n_image: int) -> tuple[list[int], list[int]]:
+        """ids and labels (-100 except each answer and its <|im_end|>); the last answer may be None
+        (a prompt to complete)."""
+        ids, labels = [], []
+
+        def add(t, learn=False):
+            ids.extend(t)
+            labels.extend(t if learn else [-100] * len(t))
+
+        for k, (q, a) in enumerate(turns):
+            add([self.im_start] + self.user)
+            if k == 0:
+                add([self.vstart] + [self.pad] * n_image + [self.vend])
+                add(self.enc("\n" + q))
+            else:
+                add(self.enc(q))
+            add([self.im_end] + self.nl + [self.im_start] + self.assistant)
+            if a is not None:
+                add(self.enc(a) + [self.im_end], learn=True)
+                add(self.nl)
+        return ids, labels
+
+
+def sample_questions(scene, rng: random.Random, stage: int) -> list[tuple[str, str]]:
+    """The (question, answer) pairs asked about one scene, each its own one-turn chat: stage 1 the
+    caption; stage 2 up to QUESTIONS_PER_SCENE different facts (categories drawn evenly), a caption
+    now and then. (Several facts in one multi-turn chat teach the model to read answers off earlier
+    turns -- a caption, or the names in a position question -- instead of off the image.)"""
+    cap = (rng.choice(scenes.CAPTION_QUESTIONS), scenes.caption(scene))
+    if stage == 1:
+        return [cap]
+    qs = {c: list(v) for c, v in scenes.questions(scene, rng).items() if v}
+    out = []
+    while len(out) < QUESTIONS_PER_SCENE and qs:
+        if rng.random() < 0.08:
+            out.append(cap)
+            continue
+        c = rng.choice(sorted(qs))
+        out.append(qs[c].pop(rng.randrange(len(qs[c]))))
+        if not qs[c]:
+            del qs[c]
+    return out
+
+
+QUESTIONS_PER_SCENE = 6
+AUX_OUT = len(scenes.COLOURS) + 1 + len(scenes.SHAPES) + 1 + 1 + 2  # colour, kind, centre, (x, y)
+AUX_WEIGHT = 0.5
+
+
+def patch_labels(scene, gh: int, gw: int) -> torch.Tensor:
+    """Per patch, in the processor's order (2 x 2 merge windows, row-major): the colour and kind of
+    the shape under the patch centre (0: background), whether a shape's centre lies in the patch, and
+    the patch centre's (x, y) in [0, 1]. The targets of the vision tower's auxiliary head."""
+    ys = ((np.arange(gh) + 0.5) * scene.height / gh).astype(np.int64)
+    xs = ((np.arange(gw) + 0.5) * scene.width / gw).astype(np.int64)
+    idx = scene.labels[ys[:, None], xs[None, :]].astype(np.int64)
+    colour_of = np.array([0] + [list(scenes.COLOURS).index(s.colour) + 1 for s in scene.shapes])
+    kind_of = np.array([0] + [scenes.SHAPES.index(s.kind) + 1 for s in scene.shapes])
+    centre = np.zeros((gh, gw), np.int64)
+    for s in scene.shapes:
+        centre[min(gh - 1, int(s.cy * gh / scene.height)), min(gw - 1, int(s.cx * gw / scene.width))] = 1
+    px = np.broadcast_to((np.arange(gw) + 0.5)[None, :] / gw, (gh, gw))
+    py = np.broadcast_to((np.arange(gh) + 0.5)[:, None] / gh, (gh, gw))
+    cols = [colour_of[idx], kind_of[idx], centre, px, py]
+    order = lambda a: a.reshape(gh // 2, 2, gw // 2, 2).transpose(0, 2, 1, 3).reshape(-1)
+    return torch.tensor(np.stack([order(np.asarray(c, np.float64)) for c in cols], 1), dtype=torch.float32)
+
+
+def aux_loss(head, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    nc, nk = len(scenes.COLOURS) + 1, len(scenes.SHAPES) + 1
+    o = head(tokens)
+    return (F.cross_entropy(o[:, :nc], labels[:, 0].long()) + F.cross_entropy(o[:, nc:nc + nk], labels[:, 1].long())
+            + F.binary_cross_entropy_with_logits(o[:, nc + nk], labels[:, 2], pos_weight=torch.tensor(8.0))
+            + 4.0 * F.mse_loss(torch.sigmoid(o[:, nc + nk + 1:]), labels[:, 3:5]))
+
+
+def batch(model: ShapesPoints, text: Text, proc, seeds: list[int], stage: int, rng: random.Random):
+    pvs, grids, seqs, labels, image_of = [], [], [], [], []
+    for k, s in enumerate(seeds):
+        scene = scenes.make_scene(s)
+        f = proc(images=[scene.image], return_tensors="pt")
+        pvs.append(f["pixel_values"])
+        grids.append(f["image_grid_thw"])
+        _, gh, gw = (int(x) for x in f["image_grid_thw"][0])
+        labels.append(patch_labels(scene, gh, gw))
+        n_img = gh * gw // 4
+        for qa in sample_questions(scene, rng, max(stage, 1)):
+            seqs.append(text.conversation([qa], n_img))
+            image_of.append(k)
+    L = max(len(i) for i, _ in seqs)
+    ids = torch.full((len(seqs), L), text.eot, dtype=torch.long)
+    lab = torch.full((len(seqs), L), -100, dtype=torch.long)
+    att = torch.zeros((len(seqs), L), dtype=torch.long)
+    for b, (i, l) in enumerate(seqs):
+        ids[b, :len(i)] = torch.tensor(i)
+        lab[b, :len(l)] = torch.tensor(l)
+        att[b, :len(i)] = 1
+    return torch.cat(pvs), torch.cat(grids), ids, lab, att, torch.cat(labels), image_of
+
+
+def rows_aux_loss(head, rows: torch.Tensor, grid: torch.Tensor, plab: torch.Tensor) -> torch.Tensor:
+    """The projector's rows: which colours and kinds lie under the window's 4 patches and whether a
+    shape's centre does (multi-label), and the mean row of each image kept small against the rows
+    (so the rows differ by content, not share one large common part)."""
+    nc, nk = len(scenes.COLOURS), len(scenes.SHAPES)
+    win = plab.reshape(-1, 4, plab.shape[1])
+    colours = F.one_hot(win[:, :, 0].long(), nc + 1)[:, :, 1:].amax(1)
+    kinds = F.one_hot(win[:, :, 1].long(), nk + 1)[:, :, 1:].amax(1)
+    centre = win[:, :, 2].amax(1, keepdim=True)
+    target = torch.cat([colours.float(), kinds.float(), centre], 1)
+    bce = F.binary_cross_entropy_with_logits(head(rows), target)
+    mean_pen, at = 0.0, 0
+    for n in (grid[:, 1] * grid[:, 2] // 4).tolist():
+        r = rows[at:at + n]
+        at += n
+        mean_pen = mean_pen + r.mean(0).pow(2).sum() / r.pow(2).sum(1).mean()
+    return bce + mean_pen / grid.shape[0]
+
+
+def loss_of(model, head, text, stage, pv, grid, ids, lab, att, plab, image_of):
+    tokens = model.vision_tokens(pv, grid)
+    rows = model.vision_projector(tokens)
+    aux = aux_loss(head["tokens"], tokens, plab) + rows_aux_loss(head["rows"], rows, grid, plab)
+    if stage == 0:
+        return aux, aux
+    per_image = torch.split(rows, (grid[:, 1] * grid[:, 2] // 4).tolist())
+    emb = model.embed(ids, torch.cat([per_image[k] for k in image_of]), text.pad)
+    out = model.llm(inputs_embeds=emb, attention_mask=att, labels=lab, use_cache=False)
+    return out.loss + AUX_WEIGHT * aux, out.loss
+
+
+def train_stage(model, head, text, proc, name, steps, batch_size, lr, seed0, log, t0):
+    stage = int(name[-1])
+    trained = [model.vision_encoder, model.vision_projector] if stage == 0 else [model]
+    params = list(head.parameters()) + [p for m in trained for p in m.parameters()]
+    opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98), weight_decay=0.05)
+    warm = max(1, steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, steps))))))
+    rng = random.Random(seed0 * 7 + 1)
+    model.train()
+    ema = None
+    for step in range(steps):
+        seeds = list(range(seed0 + step * batch_size, seed0 + (step + 1) * batch_size))
+        loss, lm_loss = loss_of(model, head, text, stage, *batch(model, text, proc, seeds, stage, rng))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        v = float(lm_loss)
+        ema = v if ema is None else 0.95 * ema + 0.05 * v
+        log.append(OrderedDict(stage=name, step=step, loss=v, lr=sched.get_last_lr()[0], t=time.time() - t0))
+        if CHECKPOINT and step % 250 == 249:
+            torch.save(model.state_dict(), CHECKPOINT)
+        if step % 25 == 0 or step == steps - 1:
+            print(f"{name} step {step}/{steps} loss {v:.4f} (ema {ema:.4f}) lr {sched.get_last_lr()[0]:.2e} "
+                  f"{time.time() - t0:.0f}s", flush=True)
+    model.eval()
+    return seed0 + steps * batch_size
+
+
+@torch.no_grad()
+def standardize_rows(model: ShapesPoints, proc, seeds) -> None:
+    """Rescales the projector's last Linear so that its rows have mean 0 and variance 1 in every
+    feature over the given scenes (an exact reparametrization of the same function up to that affine
+    map). After stage 0 a few features carry most of the rows' size and the ones that tell the
+    colours and kinds apart are small: the LLM, reading RMS-normalized rows, barely sees them."""
+    rows = []
+    for s in seeds:
+        f = proc(images=[scenes.make_scene(s).image], return_tensors="pt")
+        rows.append(model.encode(f["pixel_values"], f["image_grid_thw"]))
+    rows = torch.cat(rows)
+    mu, sd = rows.mean(0), rows.std(0) + 1e-3
+    lin = model.vision_projector.mlp[2]
+    lin.weight.div_(sd[:, None])
+    lin.bias.sub_(mu).div_(sd)
+    print(f"rows standardized: per-feature std was {float(sd.min()):.3g} .. {float(sd.max()):.3g}, "
+          f"mean norm {float(mu.norm()):.3g}", flush=True)
+
+
+def plot_loss(log, path, batch_size):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=110)
+    x0 = 0
+    for stage, colour in (("stage0", "#2ca02c"), ("stage1", "#1f77b4"), ("stage2", "#d62728")):
+        ys = [e["loss"] for e in log if e["stage"] == stage]
+        if not ys:
+            continue
+        k = 20
+        sm = np.convolve(ys, np.ones(k) / k, mode="valid") if len(ys) > k else np.asarray(ys)
+        ax.plot(range(x0, x0 + len(ys)), ys, color=colour, alpha=0.25, lw=0.8)
+        ax.plot(range(x0 + len(ys) - len(sm), x0 + len(ys)), sm, color=colour, lw=1.6,
+                label={"stage0": "stage 0: vision tower + projector, patch labels (auxiliary heads)",
+                       "stage1": "stage 1: captions (alignment)", "stage2": "stage 2: questions (instruction tuning)"}[stage])
+        x0 += len(ys)
+    ax.set_yscale("log")
+    ax.set_xlabel(f"step (stage 0: {2 * batch_size} scenes each, then {batch_size})")
+    ax.set_ylabel("loss (stage 0: auxiliary; then LM cross-entropy / answer token)")
+    ax.set_title("shapes-tiny: training loss (tools/demo_model/train.py)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=os.path.join(REPO, "models", "shapes-tiny"))
+    ap.add_argument("--steps0", type=int, default=300)
+    ap.add_argument("--steps1", type=int, default=0)
+    ap.add_argument("--steps2", type=int, default=1100)
+    ap.add_argument("--batch", type=int, default=12)
+    ap.add_argument("--lr0", type=float, default=1e-3)
+    ap.add_argument("--lr", type=float, default=6e-4)
+    ap.add_argument("--lr2", type=float, default=1e-3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=20261206)
+    ap.add_argument("--qwen2-tokenizer", default=os.path.join(os.path.dirname(REPO), "shared", "data",
+                                                              "qwen2-tokenizer"))
+    ap.add_argument("--loss-png", default=os.path.join(REPO, "docs", "images", "shapes_tiny_loss.png"))
+    args = ap.parse_args()
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    t0 = time.time()
+
+    work = tempfile.mkdtemp(prefix="shapes_tiny_")
+    text_lines = "\n".join(scenes.all_text_phrasings())
+    tok_dir, tok_info = build_tokenizer(work, args.qwen2_tokenizer, text=text_lines, bpe_vocab=BPE_VOCAB, repeat=1)
+    tok = Qwen2TokenizerFast.from_pretrained(tok_dir)
+    text = Text(tok)
+    n_tokens = len(tok)
+    vocab = -(-n_tokens // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
+    # The piecewise ids equal the tokenizer's ids of the rendered string.
+    sc = scenes.make_scene(12345)
+    turns = sample_questions(sc, random.Random(1), 2)[:1] + [("What do you see?", "shapes")]
+    ids, _ = text.conversation(turns, 7)
+    assert ids == tok.encode(text.prompt_string(turns, 7), add_special_tokens=False)
+
+    model = ShapesPoints(vocab, bos=text.eot, eos=text.im_end)
+    # Training runs the blocks' attention image by image (the same math, without transformers'
+    # [L, L] mask over the whole pack): checked equal here on one packed batch.
+    pv, grid, *_ = batch(model, text, make_processor(), list(range(8)), 2, random.Random(2))
+    head = torch.nn.ModuleDict(dict(tokens=torch.nn.Linear(model.vision_config.embed_dim, AUX_OUT),
+                                    rows=torch.nn.Linear(model.llm_config.hidden_size,
+                                                         len(scenes.COLOURS) + len(scenes.SHAPES) + 1)))
+    with torch.no_grad():
+        ref = model.encode(pv, grid)
+        model.exact_blocks = False
+        assert torch.allclose(model.encode(pv, grid), ref, atol=1e-5, rtol=1e-4)
+    print(f"tokenizer: {tok_dir}")
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"parameters: {n_params} ({n_params * 4 / 1e6:.1f} MB f32); tokenizer {n_tokens} tokens, vocab {vocab}")
+    proc = make_processor()
+    log: list = []
+    nxt = train_stage(model, head, text, proc, "stage0", args.steps0, 2 * args.batch, args.lr0, TRAIN_SEED0, log, t0)
+    standardize_rows(model, proc, range(nxt, nxt + 64))
+    nxt += 64
+    nxt = train_stage(model, head, text, proc, "stage1", args.steps1, args.batch, args.lr, nxt, log, t0)
+    train_stage(model, head, text, proc, "stage2", args.steps2, args.batch, args.lr2, nxt, log, t0)
+
+    model.exact_blocks = True
+    out = args.out
+    os.makedirs(out, exist_ok=True)
+    sd = OrderedDict((k, v.detach().float().contiguous()) for k, v in model.state_dict().items())
+    safetensors.torch.save_file(sd, os.path.join(out, "model.safetensors"), metadata={"format": "pt"})
+    write_json(os.path.join(out, "config.json"), model.config_json())
+    write_json(os.path.join(out, "preprocessor_config.json"), preprocessor_json())
+    write_json(os.path.join(out, "generation_config.json"),
+               OrderedDict(bos_token_id=text.eot, do_sample=False, eos_token_id=text.im_end, max_new_tokens=64,
+                           transformers_version=transformers.__version__))
+    for f in ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json"):
+        shutil.copyfile(os.path.join(tok_dir, f), os.path.join(out, f))
+    os.makedirs(os.path.dirname(args.loss_png), exist_ok=True)
+    plot_loss(log, args.loss_png, args.batch)
+    info = OrderedDict(
+        generator="tools/demo_model/train.py", command=" ".join(sys.argv),
+        versions=OrderedDict(python=platform.python_version(), torch=torch.__version__,
+                             transformers=transformers.__version__, numpy=np.__version__),
+        seed=args.seed, threads=args.threads, parameters=n_params, vision=dict(model.vision_config.to_dict()),
+        train_scenes=OrderedDict(first_seed=TRAIN_SEED0, count=(args.steps1 + args.steps2) * args.batch),
+        heldout=OrderedDict(first_seed=HELDOUT_SEED0, count=HELDOUT_COUNT),
+        stages=OrderedDict(stage0=OrderedDict(steps=args.steps0, lr=args.lr0, batch=2 * args.batch,
+                                              data="the vision tower and the projector alone, with auxiliary linear "
+                                                   "heads (not exported): on the tower's tokens, per patch the colour "
+                                                   "and kind of the shape under its centre, whether a shape's centre "
+                                                   "lies in it, and its (x, y); on the projector's rows, the colours "
+                                                   "and kinds under the 2 x 2 window and the mean row of each image "
+                                                   "kept small; kept in stages 1 and 2 with weight 0.5"),
+                           stage1=OrderedDict(steps=args.steps1, data="captions"),
+                           stage2=OrderedDict(steps=args.steps2, data=f"{QUESTIONS_PER_SCENE} questions per scene, each its own one-turn chat (the image encoded once), 8% captions")),
+        batch=args.batch, lr=OrderedDict(stage0=args.lr0, stage1=args.lr, stage2=args.lr2),
+        optimizer="AdamW(0.9, 0.98), weight decay 0.05, clip 1.0, 5% warmup, cosine",
+        tokenizer=OrderedDict((k, tok_info[k]) for k in ("training", "added_tokens", "size")),
+        seconds=time.time() - t0,
+        loss=[(e["stage"], e["step"], round(e["loss"], 5)) for e in log])
+    info["tokenizer"]["training"] = OrderedDict((k, v) for k, v in tok_info["training"].items() if k != "text")
+    write_json(os.path.join(out, "training.json"), info)
+    print(f"wrote {out} in {time.time() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
