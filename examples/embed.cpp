@@ -192,13 +192,7 @@ class points15_vision {
       : config_(model::read_points15_config(dir)), pre_(model::read_qwen2vl_preprocessor_config(dir)),
         ckpt_(std::make_unique<io::checkpoint const>(dir)), limits_(limits), ctx_(threads) {
     model::qwen2_vl_vision_config const& v = config_.vision;
-    // preprocess_qwen2vl makes POINTS1.5's 14 x 14 x 2-frame RGB patches in 2 x 2 windows.
-    TESSERA_CHECK(v.patch_size == 14 && v.temporal_patch_size == 2 && v.spatial_merge_size == 2 && v.in_channels == 3 &&
-                      pre_.patch_size == 14 && pre_.temporal_patch_size == 2 && pre_.merge_size == 2,
-                  dir.string(), ": the vision tower (patch_size ", v.patch_size, ", temporal_patch_size ",
-                  v.temporal_patch_size, ", spatial_merge_size ", v.spatial_merge_size, ", in_channels ", v.in_channels,
-                  ") or its processor (", pre_.patch_size, ", ", pre_.temporal_patch_size, ", ", pre_.merge_size,
-                  ") is not POINTS1.5's 14 x 14 x 2-frame RGB patches in 2 x 2 windows");
+    model::check_points15_patch_geometry(v, pre_);  // preprocess_qwen2vl's patches
     io::weight_binder binder(*ckpt_, io::dtype_policy::convert);
     encoder_.emplace(model::make_qwen2vl_encoder<backend::cpu, float>(v, model::bind_vision_encoder<float>(binder, v)));
     merger_ = model::bind_patch_merger<float>(binder, config_.projector);

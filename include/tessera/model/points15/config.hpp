@@ -11,6 +11,7 @@
 #include <tessera/lm/decoder_config.hpp>
 #include <tessera/model/qwen2/config.hpp>
 #include <tessera/model/qwen2_vl/config.hpp>
+#include <tessera/model/qwen2_vl/preprocessor_config.hpp>
 #include <tessera/nn/activation.hpp>
 #include <tessera/nn/norm.hpp>
 
@@ -68,6 +69,20 @@ struct points15_config {
   qwen2_vl_vision_config vision;
   patch_merger_config projector;  ///< vision_projector: PatchMerger(llm hidden_size, context_dim = embed_dim)
 };
+
+/// POINTS1.5's patch geometry: tessera's Qwen2-VL processor makes 14 x 14 x 2-frame RGB patches in
+/// 2 x 2 windows, so the vision tower and the preprocessor must both have exactly that.
+inline void check_points15_patch_geometry(qwen2_vl_vision_config const& v, qwen2vl_preprocessor_config const& p) {
+  TESSERA_CHECK(v.patch_size == 14 && v.temporal_patch_size == 2 && v.spatial_merge_size == 2 && v.in_channels == 3,
+                "model::points15: ", v.source, ": vision_config has patch_size ", v.patch_size, ", temporal_patch_size ",
+                v.temporal_patch_size, ", spatial_merge_size ", v.spatial_merge_size, ", in_channels ", v.in_channels,
+                "; tessera's Qwen2-VL processor makes 14 x 14 x 2-frame RGB patches in 2 x 2 windows");
+  TESSERA_CHECK(p.patch_size == v.patch_size && p.merge_size == v.spatial_merge_size &&
+                    p.temporal_patch_size == v.temporal_patch_size,
+                "model::points15: the preprocessor's patch_size ", p.patch_size, " / merge_size ", p.merge_size,
+                " / temporal_patch_size ", p.temporal_patch_size, " differ from vision_config's ", v.patch_size, " / ",
+                v.spatial_merge_size, " / ", v.temporal_patch_size);
+}
 
 /// Which class an llm_config follows. `auto_detect` looks at llm_config.model_type, then its
 /// architectures / auto_map, then at field names unique to one class.

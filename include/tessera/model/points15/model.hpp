@@ -183,16 +183,7 @@ class points15 {
         decoder_(config_.decoder, std::move(weights.decoder), opt.decoder, keep_alive_), report_(std::move(weights.report)),
         naming_(weights.naming), ctx_(opt.threads) {
     qwen2_vl_vision_config const& v = config_.vision;
-    qwen2vl_preprocessor_config const& p = preprocessor_;
-    TESSERA_CHECK(v.patch_size == 14 && v.temporal_patch_size == 2 && v.spatial_merge_size == 2 && v.in_channels == 3,
-                  "model::points15: ", v.source, ": vision_config has patch_size ", v.patch_size, ", temporal_patch_size ",
-                  v.temporal_patch_size, ", spatial_merge_size ", v.spatial_merge_size, ", in_channels ", v.in_channels,
-                  "; tessera's Qwen2-VL processor makes 14 x 14 x 2-frame RGB patches in 2 x 2 windows");
-    TESSERA_CHECK(p.patch_size == v.patch_size && p.merge_size == v.spatial_merge_size &&
-                      p.temporal_patch_size == v.temporal_patch_size,
-                  "model::points15: the preprocessor's patch_size ", p.patch_size, " / merge_size ", p.merge_size,
-                  " / temporal_patch_size ", p.temporal_patch_size, " differ from vision_config's ", v.patch_size, " / ",
-                  v.spatial_merge_size, " / ", v.temporal_patch_size);
+    check_points15_patch_geometry(v, preprocessor_);
     Projector::check(projector_config_, projector_weights_);
     TESSERA_CHECK(projector_in_width(projector_config_) == v.embed_dim, "model::points15: the projector (",
                   Projector::name, ") reads tokens of width ", projector_in_width(projector_config_),
