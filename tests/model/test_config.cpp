@@ -457,6 +457,14 @@ TEST_CASE("points15 config: CustomLlama llm_config, vision_config and derived pr
   CHECK(p.projector.out_dim == 3584);
 }
 
+TEST_CASE("points15 config: the decoder's dtype is llm_config's torch_dtype, else the top level's", "[io][config][unit]") {
+  auto dt = [](auto&& edit) { return points_with(edit).decoder.torch_dtype; };
+  CHECK(dt([](json& j) { j["llm_config"]["torch_dtype"] = "float16"; j["torch_dtype"] = "float32"; }) == tessera::dtype::f16);
+  CHECK(dt([](json& j) { j["llm_config"]["torch_dtype"] = nullptr; j["torch_dtype"] = "float32"; }) == tessera::dtype::f32);
+  CHECK(dt([](json& j) { j["llm_config"].erase("torch_dtype"); j["torch_dtype"] = "bfloat16"; }) == tessera::dtype::bf16);
+  CHECK_FALSE(dt([](json& j) { j["llm_config"].erase("torch_dtype"); j.erase("torch_dtype"); }).has_value());
+}
+
 TEST_CASE("points15 config: the llm_config flavour is detected or chosen", "[io][config][unit]") {
   auto flavour = [](model::points15_config const& p) { return p.decoder.flavour; };
   // model_type decides first.

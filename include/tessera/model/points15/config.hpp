@@ -230,6 +230,9 @@ namespace detail {
     p.decoder = q.decoder;
     p.llm = std::move(q);
   }
+  // The dtype the checkpoint was saved in: save_pretrained writes it at the top level and often
+  // leaves the nested llm_config's null.
+  if (!p.decoder.torch_dtype) p.decoder.torch_dtype = io::torch_dtype_field(c);
   p.vision = parse_vision_object(vis);
   // POINTSV15ChatModel builds PatchMerger(llm hidden_size, context_dim=1280) with the default
   // spatial_merge_size 2; the ViT orders its tokens in windows of vision spatial_merge_size.
