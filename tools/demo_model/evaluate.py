@@ -177,6 +177,7 @@ def main() -> int:
         reference="tools/demo_model/model.py: transformers' Qwen2-VL vision blocks (eager attention over the packed "
                   "sequence), PatchMerger, Qwen2ForCausalLM; greedy decoding to <|im_end|> "
                   f"(max_new_tokens {MAX_NEW_TOKENS}), the image given as the PNG's decoded pixels",
+        max_new_tokens=MAX_NEW_TOKENS,
         prompt="spec 5.1: <|im_start|>user\\n<|vision_start|><|image_pad|> x N<|vision_end|>\\n{question}<|im_end|>\\n"
                "<|im_start|>assistant\\n",
         pairs=fixture))

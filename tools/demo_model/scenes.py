@@ -42,10 +42,10 @@ NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six"]
 CATEGORIES = ("count", "colour", "shape", "position", "size")
 
 # The model sees an image resized (Qwen2-VL smart_resize) to between these pixel counts; shapes are
-# drawn big enough to cover about two 14-pixel patches a side at that resolution.
+# drawn big enough to cover about three 14-pixel patches a side at that resolution.
 MODEL_MIN_PIXELS = 16 * 28 * 28
 MODEL_MAX_PIXELS = 64 * 28 * 28
-MIN_SHAPE_AT_MODEL = 26.0
+MIN_SHAPE_AT_MODEL = 40.0
 
 
 @dataclass
@@ -176,7 +176,7 @@ def make_scene(seed: int) -> Scene:
         scale = model_scale(w, h)
         short = min(w, h)
         r_min = max(MIN_SHAPE_AT_MODEL / scale, 0.09 * short) / 2
-        r_max = max(r_min * 1.2, min(0.22 * short, 0.5 * math.sqrt(w * h / n) * 0.55))
+        r_max = max(r_min * 1.25, min(0.25 * short, 0.5 * math.sqrt(w * h / n) * 0.6))
         combos = [(k, c) for k in SHAPES for c in COLOURS]
         rng.shuffle(combos)
         shapes: list[Shape] = []

@@ -1,8 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Trains models/shapes-tiny: a POINTS1.5 of tiny dimensions meant to answer questions about
-synthetic scenes of coloured shapes (tools/demo_model/scenes.py). Run by a developer, on the CPU;
-never by tests or CI. Status: see tools/demo_model/README.md (the recipe below does not yet reach
-the accuracy the model is meant to have).
+synthetic scenes of coloured shapes (tools/demo_model/scenes.py). Run by a developer, on the CPU
+(about 45 minutes on 2 cores); never by tests or CI. tools/demo_model/README.md has the results.
 
     .venv/bin/python tools/demo_model/train.py [--out DIR] [--steps0 N] [--steps1 N] [--steps2 N]
 
@@ -11,13 +10,19 @@ Steps:
     Qwen2.5's added tokens (<|endoftext|>, <|im_start|>, <|im_end|>, <|vision_start|>,
     <|vision_end|>, <|image_pad|>, ...) in Qwen2.5's order (the golden generator's build_tokenizer);
  2. stage 0, vision + projector alignment: the tower and the projector alone, with auxiliary linear
-    heads (not exported) on dense patch labels; then the projector's last Linear is rescaled so its
-    rows are standardized (standardize_rows);
+    heads (not exported): per patch (the colour and kind under it, ...), per 2 x 2 window, and per
+    image (scene_targets: the counts, the colour of each kind, the kind of each colour, where each
+    shape is), the last asked of every row of the image, so that any row the LLM reads tells about
+    the whole picture; then the projector's last Linear is rescaled so its rows are standardized
+    (standardize_rows). (POINTS aligns a pretrained ViT and LLM on captions; here both start from
+    random weights, and a random LLM gives the projector nothing to align to.)
  3. stage 1 (optional, --steps1): captions ("Describe this image." -> "Three shapes on a striped
     background: a red circle, ..."), every module trained;
  4. stage 2, instruction tuning: one-turn questions about count, colour, shape, position and size
-    (QUESTIONS_PER_SCENE per image, the image encoded once), captions mixed in; every module trained
-    (POINTS keeps its pretrained ViT frozen; here it starts from random weights);
+    (QUESTIONS_PER_SCENE per image, the image encoded once and its questions packed as a tree after
+    one shared prefix: pack_questions), captions mixed in; the loss on the answer tokens, the first
+    one weighted FIRST_ANSWER_WEIGHT times; every module trained, the auxiliary heads kept (POINTS
+    keeps its pretrained ViT frozen; here it starts from random weights);
  5. export: config.json, preprocessor_config.json, generation_config.json, the tokenizer files and
     model.safetensors (f32), the loss curve (--loss-png) and training.json.
 Seeded and single-process; evaluate.py measures the result. SHAPES_TINY_CHECKPOINT=PATH saves the
@@ -60,6 +65,7 @@ HELDOUT_SEED0, HELDOUT_COUNT = 1_000_000, 200
 EXAMPLES_SEED0 = 2_000_000     # the bundled scenes are drawn from here
 BPE_VOCAB = 320
 VOCAB_MULTIPLE = 64
+EVAL_EVERY, EVAL_SCENES = 200, 40  # stage 2 prints held-out accuracy on the first EVAL_SCENES this often
 CHECKPOINT = os.environ.get("SHAPES_TINY_CHECKPOINT")  # a developer's aid: state_dict every 250 steps
 IMAGE_MEAN = [0.48145466, 0.4578275, 0.40821073]
 IMAGE_STD = [0.26862954, 0.26130258, 0.27577711]
@@ -136,7 +142,7 @@ def sample_questions(scene, rng: random.Random, stage: int) -> list[tuple[str, s
     qs = {c: list(v) for c, v in scenes.questions(scene, rng).items() if v}
     out = []
     while len(out) < QUESTIONS_PER_SCENE and qs:
-        if rng.random() < 0.08:
+        if rng.random() < CAPTION_SHARE:
             out.append(cap)
             continue
         c = rng.choice(sorted(qs))
@@ -146,15 +152,35 @@ def sample_questions(scene, rng: random.Random, stage: int) -> list[tuple[str, s
     return out
 
 
-QUESTIONS_PER_SCENE = 6
+QUESTIONS_PER_SCENE = 8
+FIRST_ANSWER_WEIGHT = 3.0
+CAPTION_SHARE = 0.05
+N_COMBOS = len(scenes.SHAPES) * len(scenes.COLOURS)
+GLOBAL_OUT = (1 + len(scenes.SHAPES) + len(scenes.COLOURS)) * 7 + len(scenes.SHAPES) * (len(scenes.COLOURS) + 1) \
+    + len(scenes.COLOURS) * (len(scenes.SHAPES) + 1) + 3 * N_COMBOS
 AUX_OUT = len(scenes.COLOURS) + 1 + len(scenes.SHAPES) + 1 + 1 + 2  # colour, kind, centre, (x, y)
 AUX_WEIGHT = 0.5
+
+
+OFFSET_UNIT = 4 * 28  # model pixels per unit of the position targets (4 LLM tokens)
+
+
+def offset_from_centroid(scene, gh: int, gw: int):
+    """Maps image pixels (x, y) to the offset from the shapes' centroid, in OFFSET_UNIT model pixels.
+    The position targets are offsets from the shapes, not positions in the frame: the Qwen2-VL tower
+    has no absolute position embedding (2-D RoPE only), so on a plain background nothing tells a
+    patch where the frame's edge is, while where it lies from the shapes it can tell."""
+    sx, sy = gw * 14 / scene.width, gh * 14 / scene.height
+    mx = sum(s.cx for s in scene.shapes) / len(scene.shapes)
+    my = sum(s.cy for s in scene.shapes) / len(scene.shapes)
+    return lambda x, y: ((x - mx) * sx / OFFSET_UNIT, (y - my) * sy / OFFSET_UNIT)
 
 
 def patch_labels(scene, gh: int, gw: int) -> torch.Tensor:
     """Per patch, in the processor's order (2 x 2 merge windows, row-major): the colour and kind of
     the shape under the patch centre (0: background), whether a shape's centre lies in the patch, and
-    the patch centre's (x, y) in [0, 1]. The targets of the vision tower's auxiliary head."""
+    the patch centre's offset from the shapes' centroid. The targets of the vision tower's auxiliary
+    head."""
     ys = ((np.arange(gh) + 0.5) * scene.height / gh).astype(np.int64)
     xs = ((np.arange(gw) + 0.5) * scene.width / gw).astype(np.int64)
     idx = scene.labels[ys[:, None], xs[None, :]].astype(np.int64)
@@ -163,8 +189,11 @@ def patch_labels(scene, gh: int, gw: int) -> torch.Tensor:
     centre = np.zeros((gh, gw), np.int64)
     for s in scene.shapes:
         centre[min(gh - 1, int(s.cy * gh / scene.height)), min(gw - 1, int(s.cx * gw / scene.width))] = 1
-    px = np.broadcast_to((np.arange(gw) + 0.5)[None, :] / gw, (gh, gw))
-    py = np.broadcast_to((np.arange(gh) + 0.5)[:, None] / gh, (gh, gw))
+    off = offset_from_centroid(scene, gh, gw)
+    px, _ = off((np.arange(gw) + 0.5) * scene.width / gw, 0.0)
+    _, py = off(0.0, (np.arange(gh) + 0.5) * scene.height / gh)
+    px = np.broadcast_to(np.asarray(px)[None, :], (gh, gw))
+    py = np.broadcast_to(np.asarray(py)[:, None], (gh, gw))
     cols = [colour_of[idx], kind_of[idx], centre, px, py]
     order = lambda a: a.reshape(gh // 2, 2, gw // 2, 2).transpose(0, 2, 1, 3).reshape(-1)
     return torch.tensor(np.stack([order(np.asarray(c, np.float64)) for c in cols], 1), dtype=torch.float32)
@@ -173,33 +202,125 @@ def patch_labels(scene, gh: int, gw: int) -> torch.Tensor:
 def aux_loss(head, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     nc, nk = len(scenes.COLOURS) + 1, len(scenes.SHAPES) + 1
     o = head(tokens)
+    on = labels[:, 1] > 0
+    # The kind again on the patches that lie on a shape, 3 times: most patches are background, and
+    # without it the tower learns the colours at once and the kinds hardly at all (measured with
+    # the colour and kind losses alone, 300 steps of 24 scenes: the kind of a shape's patches 67 %
+    # without it at lr 1e-3, 98 % with it at lr 2e-3).
+    kind_on = F.cross_entropy(o[on, nc:nc + nk], labels[on, 1].long()) if bool(on.any()) else o.sum() * 0
     return (F.cross_entropy(o[:, :nc], labels[:, 0].long()) + F.cross_entropy(o[:, nc:nc + nk], labels[:, 1].long())
+            + 3.0 * kind_on
             + F.binary_cross_entropy_with_logits(o[:, nc + nk], labels[:, 2], pos_weight=torch.tensor(8.0))
-            + 4.0 * F.mse_loss(torch.sigmoid(o[:, nc + nk + 1:]), labels[:, 3:5]))
+            + F.mse_loss(o[:, nc + nk + 1:], labels[:, 3:5]))
+
+
+def scene_targets(scene, gh: int, gw: int) -> torch.Tensor:
+    """Facts about the whole image, the targets of the rows' global head (every row of the image is
+    asked for them, so the tower learns to spread them over the image): the number of shapes, of
+    each kind and of each colour (0..6), the colour of each kind and the kind of each colour (or
+    "none or several"), and per (kind, colour) whether it is there and its offset from the shapes'
+    centroid (offset_from_centroid)."""
+    kinds = [s.kind for s in scene.shapes]
+    colours = [s.colour for s in scene.shapes]
+    cols = list(scenes.COLOURS)
+    t = [len(scene.shapes)]
+    t += [kinds.count(k) for k in scenes.SHAPES] + [colours.count(c) for c in cols]
+    t += [cols.index(next(s.colour for s in scene.shapes if s.kind == k)) if kinds.count(k) == 1 else len(cols)
+          for k in scenes.SHAPES]
+    t += [scenes.SHAPES.index(next(s.kind for s in scene.shapes if s.colour == c)) if colours.count(c) == 1
+          else len(scenes.SHAPES) for c in cols]
+    present, xy = [0.0] * N_COMBOS, [0.0] * (2 * N_COMBOS)
+    off = offset_from_centroid(scene, gh, gw)
+    for s in scene.shapes:
+        i = scenes.SHAPES.index(s.kind) * len(cols) + cols.index(s.colour)
+        present[i] = 1.0
+        xy[2 * i], xy[2 * i + 1] = off(s.cx, s.cy)
+    return torch.tensor([float(v) for v in t] + present + xy)
+
+
+def global_loss(head, rows: torch.Tensor, grid: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The global head on every row against its image's scene_targets."""
+    n = (grid[:, 1] * grid[:, 2] // 4)
+    tgt = torch.repeat_interleave(targets, n, dim=0)
+    o = head(rows)
+    nk, nc = len(scenes.SHAPES), len(scenes.COLOURS)
+    at, loss = 0, 0.0
+    groups = [(1, 7), (nk, 7), (nc, 7), (nk, nc + 1), (nc, nk + 1)]
+    ti = 0
+    for count, classes in groups:
+        logits = o[:, at:at + count * classes].reshape(-1, count, classes)
+        loss = loss + F.cross_entropy(logits.reshape(-1, classes), tgt[:, ti:ti + count].reshape(-1).long())
+        at += count * classes
+        ti += count
+    present = tgt[:, ti:ti + N_COMBOS]
+    loss = loss + F.binary_cross_entropy_with_logits(o[:, at:at + N_COMBOS], present)
+    at += N_COMBOS
+    ti += N_COMBOS
+    xy = o[:, at:at + 2 * N_COMBOS].reshape(-1, N_COMBOS, 2)
+    err = (xy - tgt[:, ti:].reshape(-1, N_COMBOS, 2)).pow(2).sum(2) * present
+    return loss + 2.0 * err.sum() / present.sum().clamp(min=1)
+
+
+def pack_questions(text: Text, prompts: list[tuple[int, list[tuple[str, str]]]]):
+    """Every question about one image in one sequence, as a tree: the shared prefix
+    (<|im_start|>user\n<|vision_start|><|image_pad|> x N<|vision_end|>) once, then each question's
+    branch ("\n" question <|im_end|>\n<|im_start|>assistant\n answer <|im_end|>\n), which sees the
+    prefix and itself only, at the positions it has in its own one-turn chat. The same function as one
+    chat per question (checked in main) for a third of the tokens. Returns ids, position ids, the
+    additive [B, 1, L, L] mask, the target of each position (-100: none) and its loss weight."""
+    rows = []
+    for n_img, qas in prompts:
+        ids = [text.im_start] + text.user + [text.vstart] + [text.pad] * n_img + [text.vend]
+        P = len(ids)
+        pos, branch, tgt, w = list(range(P)), [-1] * P, [-100] * P, [0.0] * P
+        for b, (q, a) in enumerate(qas):
+            prompt = text.enc("\n" + q) + [text.im_end] + text.nl + [text.im_start] + text.assistant
+            answer = text.enc(a) + [text.im_end]
+            toks = prompt + answer + text.nl
+            start = len(ids)
+            ids += toks
+            pos += list(range(P, P + len(toks)))
+            branch += [b] * len(toks)
+            tgt += [-100] * len(toks)
+            w += [0.0] * len(toks)
+            for j, t in enumerate(answer):  # position of the token before answer[j] predicts it
+                k = start + len(prompt) + j - 1
+                tgt[k] = t
+                w[k] = FIRST_ANSWER_WEIGHT if j == 0 else 1.0
+        rows.append((ids, pos, branch, tgt, w))
+    L = max(len(r[0]) for r in rows)
+    B = len(rows)
+    ids = torch.full((B, L), text.eot, dtype=torch.long)
+    pos = torch.zeros((B, L), dtype=torch.long)
+    tgt = torch.full((B, L), -100, dtype=torch.long)
+    w = torch.zeros((B, L))
+    allow = torch.zeros((B, L, L), dtype=torch.bool)
+    causal = torch.ones((L, L), dtype=torch.bool).tril()
+    for b, (i, p, br, t, ww) in enumerate(rows):
+        n = len(i)
+        ids[b, :n], pos[b, :n], tgt[b, :n], w[b, :n] = torch.tensor(i), torch.tensor(p), torch.tensor(t), torch.tensor(ww)
+        brt = torch.tensor(br)
+        same = (brt[:, None] == brt[None, :]) | (brt[None, :] == -1)
+        allow[b, :n, :n] = same & causal[:n, :n]
+        allow[b, n:, n:] = torch.eye(L - n, dtype=torch.bool)  # padding sees itself (no empty row)
+        pos[b, n:] = torch.arange(L - n)
+    mask = torch.zeros((B, 1, L, L)).masked_fill(~allow[:, None], torch.finfo(torch.float32).min)
+    return ids, pos, mask, tgt, w
 
 
 def batch(model: ShapesPoints, text: Text, proc, seeds: list[int], stage: int, rng: random.Random):
-    pvs, grids, seqs, labels, image_of = [], [], [], [], []
-    for k, s in enumerate(seeds):
+    pvs, grids, prompts, labels, targets = [], [], [], [], []
+    for s in seeds:
         scene = scenes.make_scene(s)
         f = proc(images=[scene.image], return_tensors="pt")
         pvs.append(f["pixel_values"])
         grids.append(f["image_grid_thw"])
         _, gh, gw = (int(x) for x in f["image_grid_thw"][0])
         labels.append(patch_labels(scene, gh, gw))
-        n_img = gh * gw // 4
-        for qa in sample_questions(scene, rng, max(stage, 1)):
-            seqs.append(text.conversation([qa], n_img))
-            image_of.append(k)
-    L = max(len(i) for i, _ in seqs)
-    ids = torch.full((len(seqs), L), text.eot, dtype=torch.long)
-    lab = torch.full((len(seqs), L), -100, dtype=torch.long)
-    att = torch.zeros((len(seqs), L), dtype=torch.long)
-    for b, (i, l) in enumerate(seqs):
-        ids[b, :len(i)] = torch.tensor(i)
-        lab[b, :len(l)] = torch.tensor(l)
-        att[b, :len(i)] = 1
-    return torch.cat(pvs), torch.cat(grids), ids, lab, att, torch.cat(labels), image_of
+        targets.append(scene_targets(scene, gh, gw))
+        prompts.append((gh * gw // 4, sample_questions(scene, rng, max(stage, 1))))
+    return (torch.cat(pvs), torch.cat(grids), pack_questions(text, prompts), torch.cat(labels),
+            torch.stack(targets))
 
 
 def rows_aux_loss(head, rows: torch.Tensor, grid: torch.Tensor, plab: torch.Tensor) -> torch.Tensor:
@@ -221,16 +342,24 @@ def rows_aux_loss(head, rows: torch.Tensor, grid: torch.Tensor, plab: torch.Tens
     return bce + mean_pen / grid.shape[0]
 
 
-def loss_of(model, head, text, stage, pv, grid, ids, lab, att, plab, image_of):
+def loss_of(model, head, text, stage, pv, grid, packed, plab, targets):
     tokens = model.vision_tokens(pv, grid)
     rows = model.vision_projector(tokens)
-    aux = aux_loss(head["tokens"], tokens, plab) + rows_aux_loss(head["rows"], rows, grid, plab)
+    aux = (aux_loss(head["tokens"], tokens, plab) + rows_aux_loss(head["rows"], rows, grid, plab)
+           + global_loss(head["global"], rows, grid, targets))
     if stage == 0:
         return aux, aux
-    per_image = torch.split(rows, (grid[:, 1] * grid[:, 2] // 4).tolist())
-    emb = model.embed(ids, torch.cat([per_image[k] for k in image_of]), text.pad)
-    out = model.llm(inputs_embeds=emb, attention_mask=att, labels=lab, use_cache=False)
-    return out.loss + AUX_WEIGHT * aux, out.loss
+    lm = answer_loss(model, text, rows, *packed)
+    return lm + AUX_WEIGHT * aux, lm
+
+
+def answer_loss(model, text, rows, ids, pos, mask, tgt, w):
+    """Weighted cross-entropy of the answer tokens (the first one FIRST_ANSWER_WEIGHT times: it is
+    the one read off the image; the rest mostly follow from it)."""
+    emb = model.embed(ids, rows, text.pad)
+    logits = model.llm(inputs_embeds=emb, attention_mask=mask, position_ids=pos, use_cache=False).logits
+    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100, reduction="none")
+    return (ce * w.reshape(-1)).sum() / w.sum()
 
 
 def train_stage(model, head, text, proc, name, steps, batch_size, lr, seed0, log, t0):
@@ -257,6 +386,14 @@ def train_stage(model, head, text, proc, name, steps, batch_size, lr, seed0, log
         log.append(OrderedDict(stage=name, step=step, loss=v, lr=sched.get_last_lr()[0], t=time.time() - t0))
         if CHECKPOINT and step % 250 == 249:
             torch.save(model.state_dict(), CHECKPOINT)
+        if stage == 0 and EVAL_EVERY and step % EVAL_EVERY == EVAL_EVERY - 1:
+            acc = global_accuracy(model, head["global"], proc, EVAL_SCENES)
+            log[-1]["heldout"] = acc
+            print(f"{name} step {step}: global head on {EVAL_SCENES} held-out scenes {dict(acc)}", flush=True)
+        if stage == 2 and EVAL_EVERY and step % EVAL_EVERY == EVAL_EVERY - 1:
+            acc = quick_accuracy(model, text, proc, EVAL_SCENES)
+            log[-1]["heldout"] = acc
+            print(f"{name} step {step}: held-out accuracy on {EVAL_SCENES} scenes {dict(acc)}", flush=True)
         if step % 25 == 0 or step == steps - 1:
             print(f"{name} step {step}/{steps} loss {v:.4f} (ema {ema:.4f}) lr {sched.get_last_lr()[0]:.2e} "
                   f"{time.time() - t0:.0f}s", flush=True)
@@ -310,14 +447,87 @@ def plot_loss(log, path, batch_size):
     fig.savefig(path)
 
 
+@torch.no_grad()
+def check_packing(model: ShapesPoints, text: Text) -> None:
+    """pack_questions gives each answer token the logits of its own one-turn chat."""
+    rng = random.Random(5)
+    prompts = [(n, sample_questions(scenes.make_scene(s), rng, 2)[:3]) for s, n in ((3, 5), (4, 9))]
+    rows = torch.randn(sum(n for n, _ in prompts), model.llm_config.hidden_size)
+    ids, pos, mask, tgt, _ = pack_questions(text, prompts)
+    packed = model.llm(inputs_embeds=model.embed(ids, rows, text.pad), attention_mask=mask, position_ids=pos).logits
+    at = 0
+    for b, (n, qas) in enumerate(prompts):
+        got = packed[b][tgt[b] != -100]
+        want = []
+        for qa in qas:
+            i, lab = text.conversation([qa], n)
+            lg = model.llm(inputs_embeds=model.embed(torch.tensor([i]), rows[at:at + n], text.pad)).logits[0]
+            want.append(lg[[k - 1 for k, l in enumerate(lab) if l != -100]])
+        at += n
+        assert torch.allclose(got, torch.cat(want), atol=1e-4), float((got - torch.cat(want)).abs().max())
+
+
+@torch.no_grad()
+def global_accuracy(model: ShapesPoints, head, proc, count: int) -> OrderedDict:
+    """How well the rows tell the scene_targets of the first `count` held-out scenes: per group,
+    the share of targets the global head gets right from one image's mean logits (xy_mae: the mean
+    absolute error of the offsets, in OFFSET_UNIT)."""
+    model.eval()
+    nk, nc = len(scenes.SHAPES), len(scenes.COLOURS)
+    names = ("total", "kind_counts", "colour_counts", "colour_of_kind", "kind_of_colour")
+    groups = [(1, 7), (nk, 7), (nc, 7), (nk, nc + 1), (nc, nk + 1)]
+    right = [0.0] * len(groups)
+    xy_err = 0.0
+    for k in range(count):
+        scene = scenes.make_scene(HELDOUT_SEED0 + k)
+        f = proc(images=[scene.image], return_tensors="pt")
+        o = head(model.encode(f["pixel_values"], f["image_grid_thw"])).mean(0)
+        _, gh, gw = (int(x) for x in f["image_grid_thw"][0])
+        t = scene_targets(scene, gh, gw)
+        at = ti = 0
+        for g, (n, c) in enumerate(groups):
+            right[g] += float((o[at:at + n * c].reshape(n, c).argmax(1) == t[ti:ti + n].long()).float().mean())
+            at += n * c
+            ti += n
+        present = t[ti:ti + N_COMBOS]
+        xy = o[at + N_COMBOS:].reshape(N_COMBOS, 2)
+        xy_err += float(((xy - t[ti + N_COMBOS:].reshape(N_COMBOS, 2)).abs().sum(1) * present).sum() / present.sum() / 2)
+    model.train()
+    out = OrderedDict((n, round(r / count, 3)) for n, r in zip(names, right))
+    out["xy_mae"] = round(xy_err / count, 3)
+    return out
+
+
+@torch.no_grad()
+def quick_accuracy(model: ShapesPoints, text: Text, proc, count: int) -> OrderedDict:
+    """Greedy answers on the first `count` held-out scenes, one question per category (as
+    evaluate.py asks them): the accuracy per category, printed while training."""
+    from evaluate import pick_questions
+    from model import greedy
+    model.eval()
+    per = OrderedDict((c, [0, 0]) for c in scenes.CATEGORIES)
+    for k in range(count):
+        scene = scenes.make_scene(HELDOUT_SEED0 + k)
+        f = proc(images=[scene.image], return_tensors="pt")
+        rows = model.encode(f["pixel_values"], f["image_grid_thw"])
+        for cat, (q, truth) in pick_questions(scene).items():
+            ids, _ = text.conversation([(q, None)], rows.shape[0])
+            out = greedy(model, model.embed(torch.tensor([ids]), rows, text.pad), text.im_end, 16)
+            ans = text.tok.decode([t for t in out if t != text.im_end])
+            per[cat][0] += ans.strip() == truth
+            per[cat][1] += 1
+    model.train()
+    return OrderedDict((c, round(a / max(1, n), 3)) for c, (a, n) in per.items())
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(REPO, "models", "shapes-tiny"))
-    ap.add_argument("--steps0", type=int, default=300)
+    ap.add_argument("--steps0", type=int, default=1000)
     ap.add_argument("--steps1", type=int, default=0)
-    ap.add_argument("--steps2", type=int, default=1100)
+    ap.add_argument("--steps2", type=int, default=1800)
     ap.add_argument("--batch", type=int, default=12)
-    ap.add_argument("--lr0", type=float, default=1e-3)
+    ap.add_argument("--lr0", type=float, default=2e-3)
     ap.add_argument("--lr", type=float, default=6e-4)
     ap.add_argument("--lr2", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=2)
@@ -349,11 +559,13 @@ def main() -> int:
     pv, grid, *_ = batch(model, text, make_processor(), list(range(8)), 2, random.Random(2))
     head = torch.nn.ModuleDict(dict(tokens=torch.nn.Linear(model.vision_config.embed_dim, AUX_OUT),
                                     rows=torch.nn.Linear(model.llm_config.hidden_size,
-                                                         len(scenes.COLOURS) + len(scenes.SHAPES) + 1)))
+                                                         len(scenes.COLOURS) + len(scenes.SHAPES) + 1),
+                                    **{"global": torch.nn.Linear(model.llm_config.hidden_size, GLOBAL_OUT)}))
     with torch.no_grad():
         ref = model.encode(pv, grid)
         model.exact_blocks = False
         assert torch.allclose(model.encode(pv, grid), ref, atol=1e-5, rtol=1e-4)
+        check_packing(model, text)
     print(f"tokenizer: {tok_dir}")
     n_params = sum(p.numel() for p in model.parameters())
     print(f"parameters: {n_params} ({n_params * 4 / 1e6:.1f} MB f32); tokenizer {n_tokens} tokens, vocab {vocab}")
@@ -391,10 +603,15 @@ def main() -> int:
                                                    "heads (not exported): on the tower's tokens, per patch the colour "
                                                    "and kind of the shape under its centre, whether a shape's centre "
                                                    "lies in it, and its (x, y); on the projector's rows, the colours "
-                                                   "and kinds under the 2 x 2 window and the mean row of each image "
-                                                   "kept small; kept in stages 1 and 2 with weight 0.5"),
+                                                   "and kinds under the 2 x 2 window, the mean row of each image "
+                                                   "kept small, and per image (asked of every row) the number of "
+                                                   "shapes, of each kind and colour, the colour of each kind, the kind "
+                                                   "of each colour and where each shape is; kept in stages 1 and 2 "
+                                                   "with weight 0.5"),
                            stage1=OrderedDict(steps=args.steps1, data="captions"),
-                           stage2=OrderedDict(steps=args.steps2, data=f"{QUESTIONS_PER_SCENE} questions per scene, each its own one-turn chat (the image encoded once), 8% captions")),
+                           stage2=OrderedDict(steps=args.steps2, data=f"{QUESTIONS_PER_SCENE} questions per scene, each its own one-turn chat (the image encoded once; the "
+                                                                  f"questions packed as a tree after the shared image prefix), {CAPTION_SHARE:.0%} captions; "
+                                                                  f"loss on the answer tokens, the first one weighted {FIRST_ANSWER_WEIGHT:g}x")),
         batch=args.batch, lr=OrderedDict(stage0=args.lr0, stage1=args.lr, stage2=args.lr2),
         optimizer="AdamW(0.9, 0.98), weight decay 0.05, clip 1.0, 5% warmup, cosine",
         tokenizer=OrderedDict((k, tok_info[k]) for k in ("training", "added_tokens", "size")),
