@@ -529,3 +529,45 @@ TEST_CASE("points15_conversation: a failed turn leaves the conversation as it wa
   CHECK(conv.request().messages.empty());
   CHECK(conv.cached_tokens() == 0);
 }
+
+// The bundled model, models/shapes-tiny (tools/demo_model/train.py), against its PyTorch run
+// (tools/demo_model/evaluate.py wrote tests/golden/shapes_tiny/manifest.json): held-out scenes
+// (small PNGs, the pixels the PyTorch model was given) and questions; per pair the prompt ids and
+// the PyTorch model's greedy answer ids (to <|im_end|>). f32 weights, as stored: the ids must be
+// identical. Debug builds check the first scene's questions only (the sanitizer build runs -O0).
+TEST_CASE("golden: the bundled shapes-tiny model answers token for token as its PyTorch run", "[golden][model][points15]") {
+  fs::path const model_dir = fs::path(TESSERA_SOURCE_DIR) / "models" / "shapes-tiny";
+  fs::path const fixture = test::golden_path("shapes_tiny");
+  nlohmann::json const fx = [&] {
+    std::ifstream f(fixture / "manifest.json");
+    return nlohmann::json::parse(f);
+  }();
+  auto m = model::points15<backend::cpu, float>::load(model_dir);
+  model::points15_options opt;
+  opt.generation.max_new_tokens = fx["max_new_tokens"].get<index_t>();
+  nlohmann::json const& pairs = fx["pairs"];
+  REQUIRE(pairs.size() >= 50);
+  std::size_t checked = 0, correct = 0;
+  for (nlohmann::json const& p : pairs) {
+#ifndef NDEBUG
+    if (p["image"] != pairs[0]["image"]) break;
+#endif
+    std::string const q = p["question"].get<std::string>();
+    INFO(p["image"].get<std::string>() << ": " << q);
+    model::points15_request const req = model::points15_request::ask(q, {fixture / p["image"].get<std::string>()});
+    model::points15_prepared const prep = m.prepare(std::span(&req, 1));
+    REQUIRE(prep.ids.size() == 1);
+    CHECK(prep.ids[0] == ids_of(p["prompt_ids"].get<std::vector<std::int32_t>>()));
+    REQUIRE(prep.grids.size() == 1);
+    auto const grid = p["grid_thw"].get<std::vector<index_t>>();
+    CHECK((prep.grids[0].t == grid[0] && prep.grids[0].h == grid[1] && prep.grids[0].w == grid[2]));
+    model::points15_result const r = m.generate(req, opt);
+    CHECK(r.ids == ids_of(p["answer_ids"].get<std::vector<std::int32_t>>()));
+    std::string const answer = m.tokenizer().decode(r.ids, true);
+    CHECK(answer == p["answer"].get<std::string>());
+    ++checked;
+    correct += answer == p["truth"].get<std::string>();
+  }
+  std::cout << "shapes-tiny: " << checked << " held-out (scene, question) pairs, tessera's answer ids equal PyTorch's; "
+            << correct << " of them right\n";
+}
