@@ -37,6 +37,6 @@ for a in "$@"; do
 done
 echo "run_example: ./build/examples/chat$shown"
 for ((i = 1; i <= $#; ++i)); do
-  [ "${!i}" = --prompt ] && { j=$((i + 1)); echo "user: ${!j}"; }
+  [ "${!i}" = --prompt ] && { j=$((i + 1)); echo "user: ${!j-}"; }
 done
 ./build/examples/chat "$@"
