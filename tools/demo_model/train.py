@@ -156,8 +156,12 @@ QUESTIONS_PER_SCENE = 8
 FIRST_ANSWER_WEIGHT = 3.0
 CAPTION_SHARE = 0.05
 N_COMBOS = len(scenes.SHAPES) * len(scenes.COLOURS)
-GLOBAL_OUT = (1 + len(scenes.SHAPES) + len(scenes.COLOURS)) * 7 + len(scenes.SHAPES) * (len(scenes.COLOURS) + 1) \
-    + len(scenes.COLOURS) * (len(scenes.SHAPES) + 1) + 3 * N_COMBOS
+# The classified parts of scene_targets, in order: (name, how many targets, classes of each); then
+# N_COMBOS presences and N_COMBOS (x, y) offsets.
+GLOBAL_GROUPS = (("total", 1, 7), ("kind_counts", len(scenes.SHAPES), 7), ("colour_counts", len(scenes.COLOURS), 7),
+                 ("colour_of_kind", len(scenes.SHAPES), len(scenes.COLOURS) + 1),
+                 ("kind_of_colour", len(scenes.COLOURS), len(scenes.SHAPES) + 1))
+GLOBAL_OUT = sum(n * c for _, n, c in GLOBAL_GROUPS) + 3 * N_COMBOS
 AUX_OUT = len(scenes.COLOURS) + 1 + len(scenes.SHAPES) + 1 + 1 + 2  # colour, kind, centre, (x, y)
 AUX_WEIGHT = 0.5
 
@@ -243,11 +247,9 @@ def global_loss(head, rows: torch.Tensor, grid: torch.Tensor, targets: torch.Ten
     n = (grid[:, 1] * grid[:, 2] // 4)
     tgt = torch.repeat_interleave(targets, n, dim=0)
     o = head(rows)
-    nk, nc = len(scenes.SHAPES), len(scenes.COLOURS)
-    at, loss = 0, 0.0
-    groups = [(1, 7), (nk, 7), (nc, 7), (nk, nc + 1), (nc, nk + 1)]
-    ti = 0
-    for count, classes in groups:
+    at = ti = 0
+    loss = 0.0
+    for _, count, classes in GLOBAL_GROUPS:
         logits = o[:, at:at + count * classes].reshape(-1, count, classes)
         loss = loss + F.cross_entropy(logits.reshape(-1, classes), tgt[:, ti:ti + count].reshape(-1).long())
         at += count * classes
@@ -270,23 +272,22 @@ def pack_questions(text: Text, prompts: list[tuple[int, list[tuple[str, str]]]])
     additive [B, 1, L, L] mask, the target of each position (-100: none) and its loss weight."""
     rows = []
     for n_img, qas in prompts:
-        ids = [text.im_start] + text.user + [text.vstart] + [text.pad] * n_img + [text.vend]
-        P = len(ids)
-        pos, branch, tgt, w = list(range(P)), [-1] * P, [-100] * P, [0.0] * P
-        for b, (q, a) in enumerate(qas):
-            prompt = text.enc("\n" + q) + [text.im_end] + text.nl + [text.im_start] + text.assistant
-            answer = text.enc(a) + [text.im_end]
-            toks = prompt + answer + text.nl
+        ids, pos, branch, tgt, w = [], [], [], [], []
+        for b, qa in enumerate(qas):
+            chat, labels = text.conversation([qa], n_img)
+            P = chat.index(text.vend) + 1  # the shared prefix ends with <|vision_end|>
+            if b == 0:
+                ids, pos, branch, tgt, w = chat[:P], list(range(P)), [-1] * P, [-100] * P, [0.0] * P
             start = len(ids)
-            ids += toks
-            pos += list(range(P, P + len(toks)))
-            branch += [b] * len(toks)
-            tgt += [-100] * len(toks)
-            w += [0.0] * len(toks)
-            for j, t in enumerate(answer):  # position of the token before answer[j] predicts it
-                k = start + len(prompt) + j - 1
-                tgt[k] = t
-                w[k] = FIRST_ANSWER_WEIGHT if j == 0 else 1.0
+            ids += chat[P:]
+            pos += list(range(P, len(chat)))
+            branch += [b] * (len(chat) - P)
+            tgt += [-100] * (len(chat) - P)
+            w += [0.0] * (len(chat) - P)
+            learned = [k for k in range(P, len(chat)) if labels[k] != -100]
+            for k in learned:  # the position before a learned token predicts it
+                tgt[start + k - P - 1] = labels[k]
+                w[start + k - P - 1] = FIRST_ANSWER_WEIGHT if k == learned[0] else 1.0
         rows.append((ids, pos, branch, tgt, w))
     L = max(len(r[0]) for r in rows)
     B = len(rows)
@@ -318,8 +319,9 @@ def batch(model: ShapesPoints, text: Text, proc, seeds: list[int], stage: int, r
         _, gh, gw = (int(x) for x in f["image_grid_thw"][0])
         labels.append(patch_labels(scene, gh, gw))
         targets.append(scene_targets(scene, gh, gw))
-        prompts.append((gh * gw // 4, sample_questions(scene, rng, max(stage, 1))))
-    return (torch.cat(pvs), torch.cat(grids), pack_questions(text, prompts), torch.cat(labels),
+        if stage > 0:  # stage 0 trains the tower alone: no text
+            prompts.append((gh * gw // 4, sample_questions(scene, rng, stage)))
+    return (torch.cat(pvs), torch.cat(grids), pack_questions(text, prompts) if prompts else None, torch.cat(labels),
             torch.stack(targets))
 
 
@@ -473,10 +475,7 @@ def global_accuracy(model: ShapesPoints, head, proc, count: int) -> OrderedDict:
     the share of targets the global head gets right from one image's mean logits (xy_mae: the mean
     absolute error of the offsets, in OFFSET_UNIT)."""
     model.eval()
-    nk, nc = len(scenes.SHAPES), len(scenes.COLOURS)
-    names = ("total", "kind_counts", "colour_counts", "colour_of_kind", "kind_of_colour")
-    groups = [(1, 7), (nk, 7), (nc, 7), (nk, nc + 1), (nc, nk + 1)]
-    right = [0.0] * len(groups)
+    right = [0.0] * len(GLOBAL_GROUPS)
     xy_err = 0.0
     for k in range(count):
         scene = scenes.make_scene(HELDOUT_SEED0 + k)
@@ -485,7 +484,7 @@ def global_accuracy(model: ShapesPoints, head, proc, count: int) -> OrderedDict:
         _, gh, gw = (int(x) for x in f["image_grid_thw"][0])
         t = scene_targets(scene, gh, gw)
         at = ti = 0
-        for g, (n, c) in enumerate(groups):
+        for g, (_, n, c) in enumerate(GLOBAL_GROUPS):
             right[g] += float((o[at:at + n * c].reshape(n, c).argmax(1) == t[ti:ti + n].long()).float().mean())
             at += n * c
             ti += n
@@ -493,7 +492,7 @@ def global_accuracy(model: ShapesPoints, head, proc, count: int) -> OrderedDict:
         xy = o[at + N_COMBOS:].reshape(N_COMBOS, 2)
         xy_err += float(((xy - t[ti + N_COMBOS:].reshape(N_COMBOS, 2)).abs().sum(1) * present).sum() / present.sum() / 2)
     model.train()
-    out = OrderedDict((n, round(r / count, 3)) for n, r in zip(names, right))
+    out = OrderedDict((g[0], round(r / count, 3)) for g, r in zip(GLOBAL_GROUPS, right))
     out["xy_mae"] = round(xy_err / count, 3)
     return out
 
@@ -502,19 +501,15 @@ def global_accuracy(model: ShapesPoints, head, proc, count: int) -> OrderedDict:
 def quick_accuracy(model: ShapesPoints, text: Text, proc, count: int) -> OrderedDict:
     """Greedy answers on the first `count` held-out scenes, one question per category (as
     evaluate.py asks them): the accuracy per category, printed while training."""
-    from evaluate import pick_questions
-    from model import greedy
+    from evaluate import Runner, pick_questions
     model.eval()
+    run = Runner(model, text, proc)
     per = OrderedDict((c, [0, 0]) for c in scenes.CATEGORIES)
     for k in range(count):
         scene = scenes.make_scene(HELDOUT_SEED0 + k)
-        f = proc(images=[scene.image], return_tensors="pt")
-        rows = model.encode(f["pixel_values"], f["image_grid_thw"])
+        rows, _ = run.rows(scene.image)
         for cat, (q, truth) in pick_questions(scene).items():
-            ids, _ = text.conversation([(q, None)], rows.shape[0])
-            out = greedy(model, model.embed(torch.tensor([ids]), rows, text.pad), text.im_end, 16)
-            ans = text.tok.decode([t for t in out if t != text.im_end])
-            per[cat][0] += ans.strip() == truth
+            per[cat][0] += run.answer(rows, q)[2].strip() == truth
             per[cat][1] += 1
     model.train()
     return OrderedDict((c, round(a / max(1, n), 3)) for c, (a, n) in per.items())
