@@ -6,7 +6,10 @@
 #                                 header/ODR/compile-fail/docs/consumer checks, benchmarks smoke
 #   native    build-ci-native/    -march=native (AVX-512 + BF16 where the CPU has them), -O1: the tests of
 #                                 every block with SIMD code ($simd_tests below)
-#   none      build-ci-none/      compiler baseline (SSE2), -O1: the same tests, proves the fallback paths
+#   none      build-ci-none/      compiler baseline (SSE2), -O1: the same tests, proves the fallback paths;
+#                                 each test file compiled alone (the other steps compile an area's
+#                                 test files as one unit, TESSERA_TEST_GROUPS), so each keeps
+#                                 including what it uses
 #   sanitize  build-ci-sanitize/  Debug (-O0), AddressSanitizer + UndefinedBehaviorSanitizer: unit tests
 #   cuda      build-ci-cuda/      only when nvcc is found: CUDA tests (they SKIP without a GPU)
 # Optimization levels: the whole suite is bound by compiling (on 2 cores the default step built for
@@ -109,7 +112,7 @@ run_step() {
     none)
       configure_build_test build-ci-none \
         -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE="-O1 -DNDEBUG" -DTESSERA_WERROR=ON -DTESSERA_SIMD_ARCH=none \
-        "${unit_only[@]}" \
+        -DTESSERA_TEST_GROUPS=OFF "${unit_only[@]}" \
         -DTESSERA_TEST_ONLY="$simd_tests" ;;
     sanitize)
       # allocator_may_return_null: tests ask for impossible sizes on purpose and expect a

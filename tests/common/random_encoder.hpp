@@ -1,16 +1,21 @@
 // SPDX-License-Identifier: Apache-2.0
 // test::random_weights: owned random weights of a small vision::vision_encoder (Qwen2-VL style or
-// NaViT style), shared by the encoder and policy tests.
+// NaViT style), the small config, image grids and patches, and pack_rows, shared by the encoder and
+// policy tests.
 #pragma once
+
+#include "common/compare.hpp"
 
 #include <tessera/core/buffer.hpp>
 #include <tessera/core/dtype.hpp>
 #include <tessera/nn/linear.hpp>
 #include <tessera/nn/norm.hpp>
+#include <tessera/pack/pack_plan.hpp>
 #include <tessera/vision/vision_encoder.hpp>
 
 #include <cmath>
 #include <cstdint>
+#include <array>
 #include <optional>
 #include <random>
 #include <utility>
@@ -74,5 +79,38 @@ struct random_weights {
     return store.back();
   }
 };
+
+/// The small encoder of the encoder and policy tests: patches of 24 values, d_model 32, 2 heads of
+/// 16, MLP 56, `depth` blocks.
+inline vision::vision_encoder_config small_config(index_t depth = 2) {
+  vision::vision_encoder_config c;
+  c.patch_dim = 24;
+  c.depth = depth;
+  c.block = {.d_model = 32, .n_heads = 2, .head_dim = 16, .d_ff = 56};
+  return c;
+}
+
+/// Four images' patch grids of mixed shapes, and random patch rows for them (image i from seed + i).
+inline std::vector<pack::patch_grid> const grids{{1, 2, 4}, {1, 6, 4}, {1, 2, 2}, {1, 4, 8}};
+
+inline std::vector<std::vector<float>> image_patches(index_t f, std::uint64_t seed) {
+  std::vector<std::vector<float>> out;
+  for (std::size_t i = 0; i < grids.size(); ++i)
+    out.push_back(random_vector<float>(static_cast<std::size_t>(grids[i].n_patches() * f), seed + i));
+  return out;
+}
+
+/// The packed patch rows of `plan` from per-image patch rows (image i: per_image[i], its patches'
+/// rows of `f` values), gathered by pack::gather_patches.
+inline std::vector<float> pack_rows(pack::pack_plan const& plan, std::vector<std::vector<float>> const& per_image,
+                                    index_t f) {
+  std::vector<tensor_view<float const, 2>> views;
+  for (index_t i = 0; i < plan.n_images(); ++i)
+    views.emplace_back(per_image[static_cast<std::size_t>(i)].data(),
+                       std::array<index_t, 2>{plan.grid(i).n_patches(), f});
+  std::vector<float> packed(static_cast<std::size_t>(plan.n_slots() * f));
+  pack::gather_patches(plan, views, tensor_view<float, 2>(packed.data(), {plan.n_slots(), f}));
+  return packed;
+}
 
 }  // namespace tessera::test

@@ -9,6 +9,8 @@
 //   - tiny checkpoints saved by transformers (HF names, tied, Qwen2-VL) and converted to POINTS'
 //     namings (CustomLlama, the 2025 Qwen2 naming, sharded) bind completely, zero-copy, and the
 //     CustomLlama strided K/V and up/gate views equal the HF tensors element by element.
+#include "common/mapping.hpp"
+
 #include <tessera/model/points15/config.hpp>
 #include <tessera/model/points15/checkpoint.hpp>
 
@@ -276,16 +278,7 @@ void require_same_merger(model::patch_merger_weights<T> const& a, model::patch_m
   require_equal(a.fc2.bias, b.fc2.bias, "mlp.2 bias");
 }
 
-/// True when [p, p + n) lies inside the data region of one of the checkpoint's shards.
-template <class T>
-bool inside_mapping(io::checkpoint const& ck, T const* p, index_t n) {
-  auto const* b = reinterpret_cast<std::byte const*>(p);
-  for (std::size_t s = 0; s < ck.n_shards(); ++s) {
-    std::span<std::byte const> const d = ck.shard(s).data();
-    if (b >= d.data() && b + n * static_cast<index_t>(sizeof(T)) <= d.data() + d.size()) return true;
-  }
-  return false;
-}
+using tessera::test::inside_mapping;
 
 /// Every view of a decoder lies in the mapping (its last element included, strides followed).
 template <class T>

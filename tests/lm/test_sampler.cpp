@@ -34,7 +34,7 @@ using Catch::Matchers::ContainsSubstring;
 
 constexpr float ninf = -std::numeric_limits<float>::infinity();
 
-bool removed(float v) { return std::isinf(v) && v < 0; }
+bool is_removed(float v) { return std::isinf(v) && v < 0; }
 
 /// A history from a braced list (std::span cannot be built from one in C++20).
 std::vector<token_id> ids(std::initializer_list<token_id> l) { return l; }
@@ -48,7 +48,7 @@ std::vector<float> log_of(std::vector<double> const& p) {
 std::vector<int> kept_ids(std::vector<float> const& x) {
   std::vector<int> k;
   for (std::size_t i = 0; i < x.size(); ++i)
-    if (!removed(x[i])) k.push_back(static_cast<int>(i));
+    if (!is_removed(x[i])) k.push_back(static_cast<int>(i));
   return k;
 }
 
@@ -636,7 +636,7 @@ TEST_CASE("fast paths equal the plain reference at Qwen2.5's vocabulary", "[text
       std::int64_t diff = 0, kept = 0;
       for (std::size_t i = 0; i < got.size(); ++i) {
         diff += std::bit_cast<std::uint32_t>(got[i]) != std::bit_cast<std::uint32_t>(want[i]) ? 1 : 0;
-        kept += removed(got[i]) ? 0 : 1;
+        kept += is_removed(got[i]) ? 0 : 1;
       }
       INFO(kept << " kept");
       REQUIRE(diff == 0);

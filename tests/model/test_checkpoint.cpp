@@ -4,6 +4,7 @@
 // layout, zero-copy pointers into the mapping, dtype conversion on request, tied heads, known-unused
 // tensors, naming detection, and one test per refusal (missing, extra, misshaped, mistyped,
 // misaligned). Checkpoints saved by the reference code are in tests/golden/test_golden_config.cpp.
+#include "common/mapping.hpp"
 #include "common/temp_dir.hpp"
 
 #include <tessera/model/points15/checkpoint.hpp>
@@ -181,16 +182,7 @@ float at(tessera::tensor_view<T const, 3> const& v, index_t i, index_t j, index_
   return tessera::to_float(v(i, j, k));
 }
 
-/// True when [p, p + n) lies inside the data region of one of the checkpoint's shards.
-template <class T>
-bool inside_mapping(io::checkpoint const& ck, T const* p, index_t n) {
-  auto const* b = reinterpret_cast<std::byte const*>(p);
-  for (std::size_t s = 0; s < ck.n_shards(); ++s) {
-    std::span<std::byte const> const d = ck.shard(s).data();
-    if (b >= d.data() && b + n * static_cast<index_t>(sizeof(T)) <= d.data() + d.size()) return true;
-  }
-  return false;
-}
+using tessera::test::inside_mapping;
 
 }  // namespace
 

@@ -49,7 +49,7 @@ using test::tol;
 
 fs::path points_dir() { return test::golden_path("points15"); }
 
-nlohmann::json const& manifest() {
+nlohmann::json const& points15_manifest() {
   static nlohmann::json const m = [] {
     std::ifstream f(points_dir() / "manifest.json");
     return nlohmann::json::parse(f);
@@ -61,7 +61,7 @@ nlohmann::json const& manifest() {
 enum class image_form { file, bytes, pixels };
 
 model::content_item image_item(std::string const& key, image_form form) {
-  fs::path const file = test::shared_images_dir() / fs::path(manifest()["images"][key]["file"].get<std::string>()).filename();
+  fs::path const file = test::shared_images_dir() / fs::path(points15_manifest()["images"][key]["file"].get<std::string>()).filename();
   switch (form) {
     case image_form::file: return model::content_item::image_file(file);
     case image_form::bytes: return model::content_item::image_bytes(test::read_bytes(file));
@@ -73,7 +73,7 @@ model::content_item image_item(std::string const& key, image_form form) {
 /// The manifest's request `name` as a points15_request.
 model::points15_request request_of(std::string const& name, image_form form = image_form::file) {
   model::points15_request r;
-  for (nlohmann::json const& m : manifest()["requests"][name]["messages"]) {
+  for (nlohmann::json const& m : points15_manifest()["requests"][name]["messages"]) {
     model::chat_turn t{m["role"].get<std::string>(), {}};
     for (nlohmann::json const& c : m["content"]) {
       if (c["type"] == "image") t.content.push_back(image_item(c["image"].get<std::string>(), form));
@@ -124,7 +124,7 @@ void check_variant(std::string const& variant, double budget) {
                                                             : ("points15/outputs_" + variant + ".safetensors").c_str());
   test::golden_file const shared("points15/outputs.safetensors");
   model::points15_options opt;
-  opt.generation.max_new_tokens = manifest()["settings"]["generation"]["max_new_tokens"].get<index_t>();
+  opt.generation.max_new_tokens = points15_manifest()["settings"]["generation"]["max_new_tokens"].get<index_t>();
   std::vector<model::points15_request> batch;
   std::vector<std::vector<text::token_id>> answers;
   for (std::string const& name : request_names()) {
@@ -151,7 +151,7 @@ void check_variant(std::string const& variant, double budget) {
     model::points15_result const r = m.generate(req, opt);
     auto const want = ids_of(out.get<std::int32_t>(key + ".answer_ids"));
     CHECK(r.ids == want);
-    bool const stopped = manifest()["requests"][name]["answers"][variant]["stopped_on_im_end"].get<bool>();
+    bool const stopped = points15_manifest()["requests"][name]["answers"][variant]["stopped_on_im_end"].get<bool>();
     CHECK(r.reason == (stopped ? lm::finish_reason::stop_token : lm::finish_reason::length));
     CHECK(r.prompt_tokens == static_cast<index_t>(prep.ids[0].size()));
     CHECK(r.text == m.tokenizer().decode(r.ids, true));
@@ -221,7 +221,7 @@ TEST_CASE("golden: POINTS1.5 pixel_values of the two real images equal the refer
     std::vector<std::int32_t> const grid{static_cast<std::int32_t>(px.grid.t), static_cast<std::int32_t>(px.grid.h),
                                          static_cast<std::int32_t>(px.grid.w)};
     CHECK(grid == images.get<std::int32_t>(key + ".image_grid_thw"));
-    CHECK(info.llm_tokens == manifest()["images"][key]["n_llm_tokens"].get<index_t>());
+    CHECK(info.llm_tokens == points15_manifest()["images"][key]["n_llm_tokens"].get<index_t>());
     std::vector<std::int64_t> hashes;
     for (index_t r = 0; r < px.n_patches(); ++r)
       hashes.push_back(static_cast<std::int64_t>(test::fnv1a64(px.rows().row(r), static_cast<std::size_t>(px.n_features) * sizeof(float))));

@@ -2,6 +2,8 @@
 // pack::resolution_sampler: aspect-preserving sizes (hand-worked), the side distributions against
 // their analytic moments (fixed seeds, 5-standard-error bounds), reproducibility, and the NaFlex
 // token-budget fit: hand-worked sizes, "fits, and a ratio eps larger would not", errors.
+#include "common/moments.hpp"
+
 #include <tessera/core/error.hpp>
 #include <tessera/pack/resolution_sampler.hpp>
 
@@ -17,22 +19,9 @@ namespace {
 using namespace tessera;
 using Catch::Matchers::ContainsSubstring;
 
-constexpr int n_draws = 10000;
-
-struct moments {
-  double mean = 0, var = 0;
-};
-template <class F>
-moments sample_moments(F&& draw) {
-  std::vector<double> x(n_draws);
-  for (auto& v : x) v = draw();
-  double m = 0;
-  for (double v : x) m += v;
-  m /= n_draws;
-  double s = 0;
-  for (double v : x) s += (v - m) * (v - m);
-  return {m, s / (n_draws - 1)};
-}
+using test::moments;
+using test::n_draws;
+using test::sample_moments;
 
 /// |mean - mu| <= 5 sqrt(var / n) and |s^2 - var| <= 5 sqrt((dev_max^2 var - var^2) / n), where
 /// dev_max bounds |x - mu| on the bounded support (so m4 <= dev_max^2 var): 5 standard errors.

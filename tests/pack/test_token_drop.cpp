@@ -3,6 +3,7 @@
 // vectors (splitmix64, xoshiro256**), a Python re-implementation of the documented seeding,
 // statistical checks with fixed seeds (bounds: 5 standard errors of the estimate, derived in each
 // test), hand-worked keep counts, the schedule at known points, reproducibility and errors.
+#include "common/moments.hpp"
 #include <tessera/core/error.hpp>
 #include <tessera/pack/pack_plan.hpp>
 #include <tessera/core/random.hpp>
@@ -25,27 +26,14 @@ using pack::patch_grid;
 using Catch::Matchers::ContainsSubstring;
 using Catch::Matchers::WithinAbs;
 
-constexpr int n_draws = 10000;
-
-struct moments {
-  double mean = 0, var = 0;
-};
-template <class F>
-moments sample_moments(F&& draw) {
-  std::vector<double> x(n_draws);
-  for (auto& v : x) v = draw();
-  double m = 0;
-  for (double v : x) m += v;
-  m /= n_draws;
-  double s = 0;
-  for (double v : x) s += (v - m) * (v - m);
-  return {m, s / (n_draws - 1)};
-}
+using test::moments;
+using test::n_draws;
+using test::sample_moments;
 
 /// Checks sample moments against the analytic mean and variance: |mean - mu| <= 5 sqrt(var / n);
 /// |s^2 - var| <= 5 sqrt((m4 - var^2) / n) with m4 <= dev_max^2 var, dev_max the largest possible
 /// |x - mu| (bounded supports) -- so each bound is 5 standard errors of its estimator.
-void check_moments(moments const& got, double mu, double var, double dev_max) {
+void check_drop_moments(moments const& got, double mu, double var, double dev_max) {
   double const se_mean = std::sqrt(var / n_draws);
   double const se_var = std::sqrt(std::max(dev_max * dev_max * var - var * var, var * var) / n_draws);
   INFO("mean " << got.mean << " vs " << mu << " (5 se = " << 5 * se_mean << "), var " << got.var << " vs " << var
@@ -79,7 +67,7 @@ TEST_CASE("rng: published test vectors and the documented seeding", "[pack][unit
 TEST_CASE("rng: uniform draws", "[pack][unit]") {
   tessera::rng r(1);
   // U[0, 1): mean 1/2, variance 1/12, |x - mu| <= 1/2.
-  check_moments(sample_moments([&] { return r.uniform(); }), 0.5, 1.0 / 12.0, 0.5);
+  check_drop_moments(sample_moments([&] { return r.uniform(); }), 0.5, 1.0 / 12.0, 0.5);
   for (int i = 0; i < 1000; ++i) {
     double const u = r.uniform_open();
     REQUIRE((u > 0.0 && u < 1.0));
@@ -96,14 +84,14 @@ TEST_CASE("random distributions match their analytic moments", "[pack][unit]") {
   SECTION("normal") {
     tessera::rng r(2);
     // N(0, 1): var of s^2 is 2 sigma^4 / n (m4 = 3); dev_max = sqrt(3) gives exactly that bound.
-    check_moments(sample_moments([&] { return r.normal(); }), 0.0, 1.0, std::sqrt(3.0));
+    check_drop_moments(sample_moments([&] { return r.normal(); }), 0.0, 1.0, std::sqrt(3.0));
   }
   SECTION("gamma") {
     // Gamma(k): mean k, variance k; m4 = 3k^2 + 6k, i.e. dev_max^2 = 3k + 6.
     for (double k : {0.4, 1.0, 3.5}) {
       tessera::rng r(3);
       INFO("shape " << k);
-      check_moments(sample_moments([&] { return tessera::sample_gamma(r, k); }), k, k, std::sqrt(3 * k + 6));
+      check_drop_moments(sample_moments([&] { return tessera::sample_gamma(r, k); }), k, k, std::sqrt(3 * k + 6));
     }
   }
   SECTION("beta") {
@@ -113,7 +101,7 @@ TEST_CASE("random distributions match their analytic moments", "[pack][unit]") {
       tessera::rng r(4);
       INFO("a " << a << " b " << b);
       double const mu = a / (a + b), var = a * b / ((a + b) * (a + b) * (a + b + 1));
-      check_moments(sample_moments([&] { return tessera::sample_beta(r, a, b); }), mu, var, 1.0);
+      check_drop_moments(sample_moments([&] { return tessera::sample_beta(r, a, b); }), mu, var, 1.0);
     }
   }
   SECTION("truncated normal") {
@@ -138,7 +126,7 @@ TEST_CASE("random distributions match their analytic moments", "[pack][unit]") {
         REQUIRE((v >= c.lo && v <= c.hi));
         return v;
       });
-      check_moments(got, mean, var, c.hi - c.lo);
+      check_drop_moments(got, mean, var, c.hi - c.lo);
     }
   }
   tessera::rng r(1);
@@ -224,10 +212,10 @@ TEST_CASE("drop_beta: the rate follows u * d_max, u ~ Beta with mean d_mu / d_ma
   pack::drop_beta const beta{0.3, 0.6, 0.3};
   patch_grid const g{1, 8, 8};
   tessera::rng r(11);
-  check_moments(sample_moments([&] { return pack::drop_rate(beta, g, r); }), 0.3, 0.027, 0.3);
+  check_drop_moments(sample_moments([&] { return pack::drop_rate(beta, g, r); }), 0.3, 0.027, 0.3);
   // Skewed: d_mu = 0.1, d_max = 1 (a = 0.1 * 7/3 < 1 exercises the shape < 1 path): var 0.3 * 0.09.
   tessera::rng r2(12);
-  check_moments(sample_moments([&] { return pack::drop_rate(pack::drop_beta{0.1, 1.0, 0.3}, g, r2); }), 0.1,
+  check_drop_moments(sample_moments([&] { return pack::drop_rate(pack::drop_beta{0.1, 1.0, 0.3}, g, r2); }), 0.1,
                 0.3 * 0.1 * 0.9, 0.9);
   // Point-mass limits.
   tessera::rng r3(13);

@@ -6,6 +6,7 @@
 #include <tessera/posemb/rope_1d.hpp>
 
 #include "common/compare.hpp"
+#include "common/strided.hpp"
 
 #include <catch2/catch_test_macros.hpp>
 
@@ -19,47 +20,7 @@ using namespace tessera;
 
 namespace {
 
-/// x: [n_tokens, n_heads, head_dim] inside a larger guarded buffer with head stride hs and token
-/// stride ts (as q or k inside a fused qkv projection); everything outside x holds a sentinel.
-class heads_buffer {
- public:
-  static constexpr float gap = -777.25f;
-  heads_buffer(index_t n_tokens, index_t n_heads, index_t head_dim, index_t hs, index_t ts,
-               std::vector<float> const& values)
-      : n_tokens_(n_tokens), n_heads_(n_heads), head_dim_(head_dim), hs_(hs), ts_(ts),
-        buf_((n_tokens - 1) * ts + (n_heads - 1) * hs + head_dim, gap) {
-    for (index_t t = 0; t < n_tokens; ++t)
-      for (index_t h = 0; h < n_heads; ++h)
-        for (index_t d = 0; d < head_dim; ++d) buf_.data()[offset(t, h, d)] = values[index(t, h, d)];
-  }
-  [[nodiscard]] tensor_view<float, 3> view() {
-    return {buf_.data(), {n_tokens_, n_heads_, head_dim_}, {ts_, hs_, 1}};
-  }
-  [[nodiscard]] std::vector<float> values() const {
-    std::vector<float> v(static_cast<std::size_t>(n_tokens_ * n_heads_ * head_dim_));
-    for (index_t t = 0; t < n_tokens_; ++t)
-      for (index_t h = 0; h < n_heads_; ++h)
-        for (index_t d = 0; d < head_dim_; ++d) v[index(t, h, d)] = buf_.data()[offset(t, h, d)];
-    return v;
-  }
-  [[nodiscard]] bool intact() const {
-    std::vector<bool> payload(static_cast<std::size_t>(buf_.size()), false);
-    for (index_t t = 0; t < n_tokens_; ++t)
-      for (index_t h = 0; h < n_heads_; ++h)
-        for (index_t d = 0; d < head_dim_; ++d) payload[static_cast<std::size_t>(offset(t, h, d))] = true;
-    for (index_t i = 0; i < buf_.size(); ++i)
-      if (!payload[static_cast<std::size_t>(i)] && buf_.data()[i] != gap) return false;
-    return buf_.intact();
-  }
-
- private:
-  [[nodiscard]] index_t offset(index_t t, index_t h, index_t d) const { return t * ts_ + h * hs_ + d; }
-  [[nodiscard]] std::size_t index(index_t t, index_t h, index_t d) const {
-    return static_cast<std::size_t>((t * n_heads_ + h) * head_dim_ + d);
-  }
-  index_t n_tokens_, n_heads_, head_dim_, hs_, ts_;
-  test::guarded<float> buf_;
-};
+using test::heads_buffer;
 
 template <class Backend>
 std::vector<float> run_rope(std::vector<float> const& x, std::vector<std::int32_t> const& pos, index_t n_heads,

@@ -6,6 +6,7 @@
 #include <tessera/posemb/rope_2d.hpp>
 
 #include "common/compare.hpp"
+#include "common/strided.hpp"
 
 #include <catch2/catch_test_macros.hpp>
 
@@ -19,39 +20,10 @@ using namespace tessera;
 
 namespace {
 
-/// [n_tokens, n_heads, head_dim] values at head stride hs and token stride ts inside a guarded
-/// buffer whose other elements hold a sentinel.
-class heads_buffer {
- public:
-  static constexpr float gap = -777.25f;
-  heads_buffer(index_t n_tokens, index_t n_heads, index_t head_dim, index_t hs, index_t ts,
-               std::vector<float> const& values)
-      : n_(n_tokens), h_(n_heads), d_(head_dim), hs_(hs), ts_(ts),
-        buf_(n_tokens == 0 ? 0 : (n_tokens - 1) * ts + (n_heads - 1) * hs + head_dim, gap) {
-    for (index_t i = 0; i < n_ * h_ * d_; ++i) buf_.data()[offset(i)] = values[static_cast<std::size_t>(i)];
-  }
-  [[nodiscard]] tensor_view<float, 3> view() { return {buf_.data(), {n_, h_, d_}, {ts_, hs_, 1}}; }
-  [[nodiscard]] std::vector<float> values() const {
-    std::vector<float> v(static_cast<std::size_t>(n_ * h_ * d_));
-    for (index_t i = 0; i < n_ * h_ * d_; ++i) v[static_cast<std::size_t>(i)] = buf_.data()[offset(i)];
-    return v;
-  }
-  [[nodiscard]] bool intact() const {
-    std::vector<bool> payload(static_cast<std::size_t>(buf_.size()), false);
-    for (index_t i = 0; i < n_ * h_ * d_; ++i) payload[static_cast<std::size_t>(offset(i))] = true;
-    for (index_t i = 0; i < buf_.size(); ++i)
-      if (!payload[static_cast<std::size_t>(i)] && buf_.data()[i] != gap) return false;
-    return buf_.intact();
-  }
-
- private:
-  [[nodiscard]] index_t offset(index_t i) const { return i / (h_ * d_) * ts_ + i / d_ % h_ * hs_ + i % d_; }
-  index_t n_, h_, d_, hs_, ts_;
-  test::guarded<float> buf_;
-};
+using test::heads_buffer;
 
 template <class Backend>
-std::vector<float> run_rope(std::vector<float> const& x, std::vector<std::int32_t> const& pos, index_t n_heads,
+std::vector<float> run_rope_2d(std::vector<float> const& x, std::vector<std::int32_t> const& pos, index_t n_heads,
                             index_t head_dim, float theta, int threads = 2, index_t head_pad = 0,
                             index_t token_pad = 0) {
   auto const n_tokens = static_cast<index_t>(pos.size() / 2);
@@ -63,7 +35,7 @@ std::vector<float> run_rope(std::vector<float> const& x, std::vector<std::int32_
   return buf.values();
 }
 
-std::vector<std::int32_t> random_positions(std::size_t n_tokens, std::uint64_t seed, std::int32_t max) {
+std::vector<std::int32_t> random_positions_2d(std::size_t n_tokens, std::uint64_t seed, std::int32_t max) {
   std::mt19937_64 gen(seed);
   std::uniform_int_distribution<std::int32_t> d(0, max);
   std::vector<std::int32_t> p(2 * n_tokens);
@@ -92,8 +64,8 @@ TEST_CASE("rope_2d reference matches a hand-worked case", "[posemb][rope_2d][uni
                                   1, 0, -s3, 0, 0, 0, c3, 0,  0, 0, 0, 0, 0, 0, 0, 0,  0, 0, 0, 0, 0, 0, 0, 0};
   std::vector<float> const want(exact.begin(), exact.end());
   // The f32 angles (0.1f * 2 vs 0.2) differ from the exact ones by < 1e-8.
-  TESSERA_REQUIRE_CLOSE(run_rope<backend::reference>(x, pos, 3, 8, 100.0f), want, (test::tolerance{1e-7, 1e-7}));
-  TESSERA_REQUIRE_CLOSE(run_rope<backend::cpu>(x, pos, 3, 8, 100.0f), want, (test::tolerance{1e-6, 1e-6}));
+  TESSERA_REQUIRE_CLOSE(run_rope_2d<backend::reference>(x, pos, 3, 8, 100.0f), want, (test::tolerance{1e-7, 1e-7}));
+  TESSERA_REQUIRE_CLOSE(run_rope_2d<backend::cpu>(x, pos, 3, 8, 100.0f), want, (test::tolerance{1e-6, 1e-6}));
 }
 
 TEST_CASE("rope_2d angles are HF's rotary_pos_emb", "[posemb][rope_2d][unit]") {
@@ -117,8 +89,8 @@ TEST_CASE("rope_2d's row and column halves are rope_1d over head_dim / 2", "[pos
   // row as position (the same inv_freq), dims [q, h) + [h + q, 2h) like rope_1d with the column.
   index_t const head_dim = 80, h = 40, q = 20, n_tokens = 9;
   auto const x = test::random_vector<float>(static_cast<std::size_t>(n_tokens * head_dim), test::seed());
-  auto const pos = random_positions(static_cast<std::size_t>(n_tokens), test::seed() + 1, 300);
-  auto const got = run_rope<backend::reference>(x, pos, 1, head_dim, 1e4f);
+  auto const pos = random_positions_2d(static_cast<std::size_t>(n_tokens), test::seed() + 1, 300);
+  auto const got = run_rope_2d<backend::reference>(x, pos, 1, head_dim, 1e4f);
   for (int part = 0; part < 2; ++part) {
     std::vector<float> sub(static_cast<std::size_t>(n_tokens * h));
     std::vector<std::int32_t> p(static_cast<std::size_t>(n_tokens));
@@ -190,9 +162,9 @@ TEST_CASE("rope_2d cpu matches the reference", "[posemb][rope_2d][unit]") {
           index_t const head_pad = variant ? 3 : 0, token_pad = variant ? 2 * n_heads * head_dim + 1 : 0;
           INFO("head_dim " << head_dim << ", heads " << n_heads << ", tokens " << n_tokens << ", variant " << variant);
           auto const x = test::random_vector<float>(static_cast<std::size_t>(n_tokens * n_heads * head_dim), ++s);
-          auto const pos = random_positions(static_cast<std::size_t>(n_tokens), ++s, variant ? 100000 : 64);
-          auto const want = run_rope<backend::reference>(x, pos, n_heads, head_dim, 1e4f, 1, head_pad, token_pad);
-          auto const got = run_rope<backend::cpu>(x, pos, n_heads, head_dim, 1e4f, 2, head_pad, token_pad);
+          auto const pos = random_positions_2d(static_cast<std::size_t>(n_tokens), ++s, variant ? 100000 : 64);
+          auto const want = run_rope_2d<backend::reference>(x, pos, n_heads, head_dim, 1e4f, 1, head_pad, token_pad);
+          auto const got = run_rope_2d<backend::cpu>(x, pos, n_heads, head_dim, 1e4f, 2, head_pad, token_pad);
           TESSERA_REQUIRE_CLOSE(got, want, test::tol<float>::vs_ref);
         }
 }

@@ -33,17 +33,7 @@ using namespace tessera;
 using test::random_weights;
 using test::tol;
 
-vision::vision_encoder_config small_config(index_t depth = 2) {
-  vision::vision_encoder_config c;
-  c.patch_dim = 24;
-  c.depth = depth;
-  c.block = {.d_model = 32, .n_heads = 2, .head_dim = 16, .d_ff = 56};
-  return c;
-}
-
-std::vector<float> random_patches(index_t n, index_t f, std::uint64_t seed) {
-  return test::random_vector<float>(static_cast<std::size_t>(n * f), seed);
-}
+using test::small_config;
 
 template <class Backend, class T>
 using qwen_like = vision::vision_encoder<Backend, T, vision::policy::rope_2d, vision::policy::layer_norm,
@@ -69,24 +59,10 @@ std::pair<std::vector<float>, std::vector<float>> run(Enc const& enc, pack::pack
   return {out, pooled};
 }
 
-/// The packed patch rows of `plan` from per-image patch rows (image i: rows of all_patches from
-/// image_begin[i]).
-std::vector<float> pack_rows(pack::pack_plan const& plan, std::vector<std::vector<float>> const& per_image, index_t f) {
-  std::vector<tensor_view<float const, 2>> views;
-  for (index_t i = 0; i < plan.n_images(); ++i)
-    views.emplace_back(per_image[static_cast<std::size_t>(i)].data(), std::array<index_t, 2>{plan.grid(i).n_patches(), f});
-  std::vector<float> packed(static_cast<std::size_t>(plan.n_slots() * f));
-  pack::gather_patches(plan, views, tensor_view<float, 2>(packed.data(), {plan.n_slots(), f}));
-  return packed;
-}
+using test::pack_rows;
 
-std::vector<pack::patch_grid> const grids{{1, 2, 4}, {1, 6, 4}, {1, 2, 2}, {1, 4, 8}};
-
-std::vector<std::vector<float>> image_patches(index_t f, std::uint64_t seed) {
-  std::vector<std::vector<float>> out;
-  for (std::size_t i = 0; i < grids.size(); ++i) out.push_back(random_patches(grids[i].n_patches(), f, seed + i));
-  return out;
-}
+using test::grids;
+using test::image_patches;
 
 TEMPLATE_TEST_CASE("vision_encoder (Qwen2-VL style): cpu matches the reference", "[vision][unit]", float, bf16) {
   auto const c = small_config();

@@ -49,8 +49,8 @@ namespace pol = vision::policy;
 /// Random owned weights of a small encoder without biases in its norms (so that both the
 /// layer_norm and the rms_norm policy accept them): NaViT style with a bias on every linear layer.
 template <class T>
-struct random_weights : test::random_weights<T> {
-  random_weights(vision::vision_encoder_config const& c, std::uint64_t seed)
+struct policy_weights : test::random_weights<T> {
+  policy_weights(vision::vision_encoder_config const& c, std::uint64_t seed)
       : test::random_weights<T>(c, /*navit_style=*/true, seed, /*all_biases=*/true) {}
 };
 
@@ -86,33 +86,12 @@ struct map_params {
   }
 };
 
-vision::vision_encoder_config small_config(index_t depth = 2) {
-  vision::vision_encoder_config c;
-  c.patch_dim = 24;
-  c.depth = depth;
-  c.block = {.d_model = 32, .n_heads = 2, .head_dim = 16, .d_ff = 56};
-  return c;
-}
+using test::small_config;
 
-std::vector<pack::patch_grid> const grids{{1, 2, 4}, {1, 6, 4}, {1, 2, 2}, {1, 4, 8}};
+using test::grids;
+using test::image_patches;
 
-std::vector<std::vector<float>> image_patches(index_t f, std::uint64_t seed) {
-  std::vector<std::vector<float>> out;
-  for (std::size_t i = 0; i < grids.size(); ++i)
-    out.push_back(test::random_vector<float>(static_cast<std::size_t>(grids[i].n_patches() * f), seed + i));
-  return out;
-}
-
-/// The packed patch rows of `plan` from per-image patch rows.
-std::vector<float> pack_rows(pack::pack_plan const& plan, std::vector<std::vector<float>> const& per_image, index_t f) {
-  std::vector<tensor_view<float const, 2>> views;
-  for (index_t i = 0; i < plan.n_images(); ++i)
-    views.emplace_back(per_image[static_cast<std::size_t>(i)].data(),
-                       std::array<index_t, 2>{plan.grid(i).n_patches(), f});
-  std::vector<float> packed(static_cast<std::size_t>(plan.n_slots() * f));
-  pack::gather_patches(plan, views, tensor_view<float, 2>(packed.data(), {plan.n_slots(), f}));
-  return packed;
-}
+using test::pack_rows;
 
 struct encoded {
   std::vector<float> tokens, pooled;
@@ -120,7 +99,7 @@ struct encoded {
 
 /// Runs an encoder over `plan` with the packed patches.
 template <class Enc, class Backend>
-encoded run(Enc const& enc, pack::pack_plan const& plan, std::vector<float> const& packed, exec_ctx<Backend>& ctx) {
+encoded encode_all(Enc const& enc, pack::pack_plan const& plan, std::vector<float> const& packed, exec_ctx<Backend>& ctx) {
   index_t const n = plan.n_slots(), d = enc.d_model(), f = enc.config().patch_dim;
   encoded e;
   e.tokens.assign(static_cast<std::size_t>(n * d), -7.0f);
@@ -174,14 +153,14 @@ test::tolerance encoder_vs_ref() {
 TEMPLATE_TEST_CASE("vision_encoder (rms_norm, no_position, max_pooling): cpu matches the reference",
                    "[vision][unit]", float, bf16) {
   auto const c = small_config();
-  random_weights<TestType> const rw(c, test::seed(21));
+  policy_weights<TestType> const rw(c, test::seed(21));
   INFO("seed " << test::seed(21));
   pack::pack_plan const plan = padded_plan();
   auto const packed = pack_rows(plan, image_patches(c.patch_dim, 31), c.patch_dim);
   exec_ctx<backend::reference> rctx;
   exec_ctx<backend::cpu> cctx;
-  auto const want = run(encoder<backend::reference, TestType, pol::rms_norm, pol::max_pooling>(c, rw.w), plan, packed, rctx);
-  auto const got = run(encoder<backend::cpu, TestType, pol::rms_norm, pol::max_pooling>(c, rw.w), plan, packed, cctx);
+  auto const want = encode_all(encoder<backend::reference, TestType, pol::rms_norm, pol::max_pooling>(c, rw.w), plan, packed, rctx);
+  auto const got = encode_all(encoder<backend::cpu, TestType, pol::rms_norm, pol::max_pooling>(c, rw.w), plan, packed, cctx);
   index_t const d = c.block.d_model;
   TESSERA_REQUIRE_CLOSE(real_tokens(plan, got.tokens, d), real_tokens(plan, want.tokens, d), encoder_vs_ref<TestType>());
   TESSERA_REQUIRE_CLOSE(got.pooled, want.pooled, encoder_vs_ref<TestType>());
@@ -191,7 +170,7 @@ TEMPLATE_TEST_CASE("vision_encoder (rms_norm, no_position, max_pooling): cpu mat
 TEMPLATE_TEST_CASE("vision_encoder (layer_norm, no_position, map_head_pooling): cpu matches the reference",
                    "[vision][unit]", float, bf16) {
   auto const c = small_config();
-  random_weights<TestType> const rw(c, test::seed(22));
+  policy_weights<TestType> const rw(c, test::seed(22));
   map_params<TestType> const mp(c.block.d_model, 48, test::seed(23));
   INFO("seeds " << test::seed(22) << ", " << test::seed(23));
   pol::map_head_pooling<TestType> const pool{mp.weights(), pool::map_head_options{.n_heads = 4}};
@@ -201,8 +180,8 @@ TEMPLATE_TEST_CASE("vision_encoder (layer_norm, no_position, map_head_pooling): 
   exec_ctx<backend::cpu> cctx;
   using ref_enc = encoder<backend::reference, TestType, pol::layer_norm, pol::map_head_pooling<TestType>>;
   using cpu_enc = encoder<backend::cpu, TestType, pol::layer_norm, pol::map_head_pooling<TestType>>;
-  auto const want = run(ref_enc(c, rw.w, {}, {}, {}, pool), plan, packed, rctx);
-  auto const got = run(cpu_enc(c, rw.w, {}, {}, {}, pool), plan, packed, cctx);
+  auto const want = encode_all(ref_enc(c, rw.w, {}, {}, {}, pool), plan, packed, rctx);
+  auto const got = encode_all(cpu_enc(c, rw.w, {}, {}, {}, pool), plan, packed, cctx);
   index_t const d = c.block.d_model;
   TESSERA_REQUIRE_CLOSE(real_tokens(plan, got.tokens, d), real_tokens(plan, want.tokens, d), encoder_vs_ref<TestType>());
   TESSERA_REQUIRE_CLOSE(got.pooled, want.pooled, encoder_vs_ref<TestType>());
@@ -216,7 +195,7 @@ TEMPLATE_TEST_CASE("vision_encoder: the rms_norm policy computes RMSNorm, no_pos
                    "[vision][unit]", backend::reference, backend::cpu) {
   // Depth 0, no patch_norm_in, no final norm: tokens = RMSNorm(W x + b) * g, computed here in double.
   auto c = small_config(0);
-  random_weights<float> rw(c, test::seed(24));
+  policy_weights<float> rw(c, test::seed(24));
   INFO("seed " << test::seed(24));
   rw.w.patch_norm_in.reset();
   rw.w.final_norm.reset();
@@ -250,12 +229,12 @@ TEMPLATE_TEST_CASE("vision_encoder: the rms_norm policy computes RMSNorm, no_pos
     }
   }
   exec_ctx<TestType> ctx;
-  auto const rms = run(encoder<TestType, float, pol::rms_norm, pol::no_pooling>(c, rw.w, {}, pol::rms_norm{eps}), plan,
+  auto const rms = encode_all(encoder<TestType, float, pol::rms_norm, pol::no_pooling>(c, rw.w, {}, pol::rms_norm{eps}), plan,
                        packed, ctx);
   TESSERA_REQUIRE_CLOSE(rms.tokens, want, tol<float>::vs_ref);
   // The layer_norm policy on the same weights computes LayerNorm (the hand formula above), which is
   // far from RMSNorm here: the rows of W x + b do not have zero mean.
-  auto const ln = run(encoder<TestType, float, pol::layer_norm, pol::no_pooling>(c, rw.w, {}, pol::layer_norm{eps}), plan,
+  auto const ln = encode_all(encoder<TestType, float, pol::layer_norm, pol::no_pooling>(c, rw.w, {}, pol::layer_norm{eps}), plan,
                       packed, ctx);
   TESSERA_REQUIRE_CLOSE(ln.tokens, want_ln, tol<float>::vs_ref);
   auto const cross = test::compare(ln.tokens, want, tol<float>::vs_ref);
@@ -267,14 +246,14 @@ TEMPLATE_TEST_CASE("vision_encoder: the rms_norm policy computes RMSNorm, no_pos
 TEMPLATE_TEST_CASE("vision_encoder: rms_norm and layer_norm policies give different tokens on the same weights",
                    "[vision][unit]", backend::reference, backend::cpu) {
   auto const c = small_config();
-  random_weights<float> const rw(c, test::seed(25));
+  policy_weights<float> const rw(c, test::seed(25));
   INFO("seed " << test::seed(25));
   pack::pack_plan const plan = padded_plan();
   auto const packed = pack_rows(plan, image_patches(c.patch_dim, 34), c.patch_dim);
   exec_ctx<TestType> ctx;
   index_t const d = c.block.d_model;
-  auto const rms = run(encoder<TestType, float, pol::rms_norm, pol::max_pooling>(c, rw.w), plan, packed, ctx);
-  auto const ln = run(encoder<TestType, float, pol::layer_norm, pol::max_pooling>(c, rw.w), plan, packed, ctx);
+  auto const rms = encode_all(encoder<TestType, float, pol::rms_norm, pol::max_pooling>(c, rw.w), plan, packed, ctx);
+  auto const ln = encode_all(encoder<TestType, float, pol::layer_norm, pol::max_pooling>(c, rw.w), plan, packed, ctx);
   auto const r = test::compare(real_tokens(plan, rms.tokens, d), real_tokens(plan, ln.tokens, d), tol<float>::vs_golden);
   INFO("rms_norm vs layer_norm tokens: " << r.report());
   CHECK_FALSE(r.ok);
@@ -283,7 +262,7 @@ TEMPLATE_TEST_CASE("vision_encoder: rms_norm and layer_norm policies give differ
 
 TEST_CASE("vision_encoder: no_position is equivariant to permuting one image's patches", "[vision][unit]") {
   auto const c = small_config();
-  random_weights<float> const rw(c, test::seed(26));
+  policy_weights<float> const rw(c, test::seed(26));
   INFO("seed " << test::seed(26));
   index_t const d = c.block.d_model, f = c.patch_dim;
   auto const per_image = image_patches(f, 35);
@@ -300,8 +279,8 @@ TEST_CASE("vision_encoder: no_position is equivariant to permuting one image's p
   /// as comparison results against the vs_ref budget.
   auto const check = [&](auto const& enc, pack::pack_plan const& plan) {
     exec_ctx<backend::cpu> ctx;
-    auto const a = run(enc, plan, pack_rows(plan, per_image, f), ctx);
-    auto const b = run(enc, plan, pack_rows(plan, permuted, f), ctx);
+    auto const a = encode_all(enc, plan, pack_rows(plan, per_image, f), ctx);
+    auto const b = encode_all(enc, plan, pack_rows(plan, permuted, f), ctx);
     std::vector<float> want, got;
     for (index_t i = 0; i < plan.n_images(); ++i) {
       for (index_t p = 0; p < plan.n_kept(i); ++p) {
@@ -342,14 +321,14 @@ TEST_CASE("vision_encoder: no_position is equivariant to permuting one image's p
 TEMPLATE_TEST_CASE("vision_encoder: max_pooling is the per-image max of the output tokens", "[vision][unit]",
                    backend::reference, backend::cpu) {
   auto const c = small_config();
-  random_weights<float> const rw(c, test::seed(28));
+  policy_weights<float> const rw(c, test::seed(28));
   INFO("seed " << test::seed(28));
   index_t const d = c.block.d_model;
   exec_ctx<TestType> ctx;
   for (pack::pack_plan const& plan : {pack::pack_plan::make(grids), padded_plan(), model::navit_plan(grids, 64, 2)}) {
     INFO("plan: " << plan.n_rows() << " rows of " << plan.row_len() << " slots");
     auto const packed = pack_rows(plan, image_patches(c.patch_dim, 36), c.patch_dim);
-    auto const e = run(encoder<TestType, float, pol::rms_norm, pol::max_pooling>(c, rw.w), plan, packed, ctx);
+    auto const e = encode_all(encoder<TestType, float, pol::rms_norm, pol::max_pooling>(c, rw.w), plan, packed, ctx);
     std::vector<float> want(static_cast<std::size_t>(plan.n_images() * d));
     for (index_t i = 0; i < plan.n_images(); ++i)
       for (index_t k = 0; k < d; ++k) {
@@ -360,7 +339,7 @@ TEMPLATE_TEST_CASE("vision_encoder: max_pooling is the per-image max of the outp
       }
     TESSERA_REQUIRE_CLOSE(e.pooled, want, (test::tolerance{0, 0}));  // a max does not round
     // And it is not the mean (the mean_pooling policy on the same encoder).
-    auto const mean = run(encoder<TestType, float, pol::rms_norm, pol::mean_pooling>(c, rw.w), plan, packed, ctx);
+    auto const mean = encode_all(encoder<TestType, float, pol::rms_norm, pol::mean_pooling>(c, rw.w), plan, packed, ctx);
     CHECK_FALSE(test::compare(mean.pooled, want, tol<float>::vs_ref).ok);
   }
 }
@@ -368,7 +347,7 @@ TEMPLATE_TEST_CASE("vision_encoder: max_pooling is the per-image max of the outp
 TEMPLATE_TEST_CASE("vision_encoder: map_head_pooling is pool::map_head on each image's tokens alone", "[vision][unit]",
                    backend::reference, backend::cpu) {
   auto const c = small_config();
-  random_weights<float> const rw(c, test::seed(29));
+  policy_weights<float> const rw(c, test::seed(29));
   map_params<float> const mp(c.block.d_model, 48, test::seed(30));
   INFO("seeds " << test::seed(29) << ", " << test::seed(30));
   pool::map_head_options const opt{.n_heads = 4};
@@ -379,7 +358,7 @@ TEMPLATE_TEST_CASE("vision_encoder: map_head_pooling is pool::map_head on each i
   for (pack::pack_plan const& plan : {pack::pack_plan::make(grids), padded_plan(), model::navit_plan(grids, 64, 2)}) {
     INFO("plan: " << plan.n_rows() << " rows of " << plan.row_len() << " slots");
     auto const packed = pack_rows(plan, image_patches(c.patch_dim, 37), c.patch_dim);
-    auto const e = run(encoder<TestType, float, pol::layer_norm, pol::map_head_pooling<float>>(c, rw.w, {}, {}, {}, pool),
+    auto const e = encode_all(encoder<TestType, float, pol::layer_norm, pol::map_head_pooling<float>>(c, rw.w, {}, {}, {}, pool),
                        plan, packed, ctx);
     for (index_t i = 0; i < plan.n_images(); ++i) {
       INFO("image " << i);
