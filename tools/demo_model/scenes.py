@@ -221,7 +221,7 @@ def _list(names: list[str]) -> str:
 def caption(scene: Scene) -> str:
     shapes = sorted(scene.shapes, key=lambda s: s.cx)
     n = len(shapes)
-    items = _list([f"a {s.name}" for s in shapes])
+    items = _list([("an " if s.name[0] in "aeiou" else "a ") + s.name for s in shapes])
     what = "one shape" if n == 1 else f"{NUMBER_WORDS[n]} shapes"
     return f"{what.capitalize()} on a {scene.background} background: {items}."
 

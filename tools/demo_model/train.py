@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Trains models/shapes-tiny: a POINTS1.5 of tiny dimensions meant to answer questions about
 synthetic scenes of coloured shapes (tools/demo_model/scenes.py). Run by a developer, on the CPU
-(about 45 minutes on 2 cores); never by tests or CI. tools/demo_model/README.md has the results.
+(about an hour on 2 cores); never by tests or CI. tools/demo_model/README.md has the results.
 
     .venv/bin/python tools/demo_model/train.py [--out DIR] [--steps0 N] [--steps1 N] [--steps2 N]
 
@@ -10,19 +10,21 @@ Steps:
     Qwen2.5's added tokens (<|endoftext|>, <|im_start|>, <|im_end|>, <|vision_start|>,
     <|vision_end|>, <|image_pad|>, ...) in Qwen2.5's order (the golden generator's build_tokenizer);
  2. stage 0, vision + projector alignment: the tower and the projector alone, with auxiliary linear
-    heads (not exported): per patch (the colour and kind under it, ...), per 2 x 2 window, and per
-    image (scene_targets: the counts, the colour of each kind, the kind of each colour, where each
-    shape is), the last asked of every row of the image, so that any row the LLM reads tells about
-    the whole picture; then the projector's last Linear is rescaled so its rows are standardized
-    (standardize_rows). (POINTS aligns a pretrained ViT and LLM on captions; here both start from
-    random weights, and a random LLM gives the projector nothing to align to.)
+    heads (not exported): per patch (the colour and kind under it, where the other shapes lie from
+    the shape under it: relations, ...), per 2 x 2 window (the same relations), and per image
+    (scene_targets: the counts, the colour of each kind, the kind of each colour, where each shape
+    is), the last asked of every row of the image, so that any row the LLM reads tells about the
+    whole picture; then the projector's last Linear is rescaled so its rows are standardized
+    (standardize_rows). --stage0-state saves this stage (and loads it when the file exists).
+    (POINTS aligns a pretrained ViT and LLM on captions; here both start from random weights, and a
+    random LLM gives the projector nothing to align to.)
  3. stage 1 (optional, --steps1): captions ("Describe this image." -> "Three shapes on a striped
     background: a red circle, ..."), every module trained;
  4. stage 2, instruction tuning: one-turn questions about count, colour, shape, position and size
     (QUESTIONS_PER_SCENE per image, the image encoded once and its questions packed as a tree after
     one shared prefix: pack_questions), captions mixed in; the loss on the answer tokens, the first
-    one weighted FIRST_ANSWER_WEIGHT times; every module trained, the auxiliary heads kept (POINTS
-    keeps its pretrained ViT frozen; here it starts from random weights);
+    one weighted FIRST_ANSWER_WEIGHT times; the LLM alone, on the rows stage 0 left (as POINTS keeps
+    its pretrained ViT frozen), or with --train-tower every module, the auxiliary heads kept;
  5. export: config.json, preprocessor_config.json, generation_config.json, the tokenizer files and
     model.safetensors (f32), the loss curve (--loss-png) and training.json.
 Seeded and single-process; evaluate.py measures the result. SHAPES_TINY_CHECKPOINT=PATH saves the
@@ -162,7 +164,7 @@ GLOBAL_GROUPS = (("total", 1, 7), ("kind_counts", len(scenes.SHAPES), 7), ("colo
                  ("colour_of_kind", len(scenes.SHAPES), len(scenes.COLOURS) + 1),
                  ("kind_of_colour", len(scenes.COLOURS), len(scenes.SHAPES) + 1))
 GLOBAL_OUT = sum(n * c for _, n, c in GLOBAL_GROUPS) + 3 * N_COMBOS
-AUX_OUT = len(scenes.COLOURS) + 1 + len(scenes.SHAPES) + 1 + 1 + 2  # colour, kind, centre, (x, y)
+AUX_OUT = len(scenes.COLOURS) + 1 + len(scenes.SHAPES) + 1 + 1 + 2 + 2 * N_COMBOS  # colour, kind, centre, (x, y), relations
 AUX_WEIGHT = 0.5
 
 
@@ -199,8 +201,50 @@ def patch_labels(scene, gh: int, gw: int) -> torch.Tensor:
     px = np.broadcast_to(np.asarray(px)[None, :], (gh, gw))
     py = np.broadcast_to(np.asarray(py)[:, None], (gh, gw))
     cols = [colour_of[idx], kind_of[idx], centre, px, py]
+    rel, known = relations(scene)
+    cols += [rel[idx, j] for j in range(rel.shape[1])] + [known[idx, j] for j in range(known.shape[1])]
     order = lambda a: a.reshape(gh // 2, 2, gw // 2, 2).transpose(0, 2, 1, 3).reshape(-1)
     return torch.tensor(np.stack([order(np.asarray(c, np.float64)) for c in cols], 1), dtype=torch.float32)
+
+
+N_REL = 2 * N_COMBOS  # per (kind, colour): whether it lies to the right of, and below, the shape under a patch
+
+
+def combo_index(s) -> int:
+    return scenes.SHAPES.index(s.kind) * len(scenes.COLOURS) + list(scenes.COLOURS).index(s.colour)
+
+
+def relations(scene):
+    """Per shape (row 0: background), where every other shape lies from it: [n + 1, N_REL] targets
+    (whether the (kind, colour) is to the right of it, whether it is below it) and [n + 1, N_REL]
+    masks (1 where the scene has that (kind, colour) apart from it along that axis, the condition under
+    which scenes.questions asks). The tower's tokens and the projector's rows are asked these
+    (PATCH_REL), so that a row on one shape tells where the others are: the LLM then answers "Is the
+    red circle left of the blue star?" by reading, off the rows of the red circle, the bit of the blue
+    star (the regressed offsets from the centroid alone left position answers near chance)."""
+    n = len(scene.shapes)
+    rel = np.zeros((n + 1, N_REL))
+    known = np.zeros((n + 1, N_REL))
+    for i, a in enumerate(scene.shapes):
+        for b in scene.shapes:
+            if b is a:
+                continue
+            j = combo_index(b)
+            if abs(a.cx - b.cx) > a.r + b.r:
+                rel[i + 1, j], known[i + 1, j] = float(b.cx > a.cx), 1.0
+            if abs(a.cy - b.cy) > a.r + b.r:
+                rel[i + 1, N_COMBOS + j], known[i + 1, N_COMBOS + j] = float(b.cy > a.cy), 1.0
+    return rel, known
+
+
+PATCH_REL = 5  # the column of patch_labels where the relation targets start (then N_REL masks)
+
+
+def relation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    t = labels[:, PATCH_REL:PATCH_REL + N_REL]
+    m = labels[:, PATCH_REL + N_REL:PATCH_REL + 2 * N_REL]
+    bce = F.binary_cross_entropy_with_logits(logits, t, reduction="none")
+    return (bce * m).sum() / m.sum().clamp(min=1)
 
 
 def aux_loss(head, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -215,7 +259,8 @@ def aux_loss(head, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return (F.cross_entropy(o[:, :nc], labels[:, 0].long()) + F.cross_entropy(o[:, nc:nc + nk], labels[:, 1].long())
             + 3.0 * kind_on
             + F.binary_cross_entropy_with_logits(o[:, nc + nk], labels[:, 2], pos_weight=torch.tensor(8.0))
-            + F.mse_loss(o[:, nc + nk + 1:], labels[:, 3:5]))
+            + F.mse_loss(o[:, nc + nk + 1:nc + nk + 3], labels[:, 3:5])
+            + relation_loss(o[:, nc + nk + 3:], labels))
 
 
 def scene_targets(scene, gh: int, gw: int) -> torch.Tensor:
@@ -335,7 +380,12 @@ def rows_aux_loss(head, rows: torch.Tensor, grid: torch.Tensor, plab: torch.Tens
     kinds = F.one_hot(win[:, :, 1].long(), nk + 1)[:, :, 1:].amax(1)
     centre = win[:, :, 2].amax(1, keepdim=True)
     target = torch.cat([colours.float(), kinds.float(), centre], 1)
-    bce = F.binary_cross_entropy_with_logits(head(rows), target)
+    o = head(rows)
+    bce = F.binary_cross_entropy_with_logits(o[:, :nc + nk + 1], target)
+    # the relations of the first of the window's 4 patches that lies on a shape (none: masked out)
+    on = (win[:, :, 1] > 0).float() * torch.tensor([4.0, 3.0, 2.0, 1.0])
+    pick = win[torch.arange(win.shape[0]), on.argmax(1)] * (on.amax(1) > 0).float()[:, None]
+    bce = bce + relation_loss(o[:, nc + nk + 1:], pick)
     mean_pen, at = 0.0, 0
     for n in (grid[:, 1] * grid[:, 2] // 4).tolist():
         r = rows[at:at + n]
@@ -344,7 +394,11 @@ def rows_aux_loss(head, rows: torch.Tensor, grid: torch.Tensor, plab: torch.Tens
     return bce + mean_pen / grid.shape[0]
 
 
-def loss_of(model, head, text, stage, pv, grid, packed, plab, targets):
+def loss_of(model, head, text, stage, frozen, pv, grid, packed, plab, targets):
+    if frozen:  # the tower and the projector as stage 0 left them: the LLM learns to read fixed rows
+        with torch.no_grad():
+            rows = model.encode(pv, grid)
+        return (lm := answer_loss(model, text, rows, *packed)), lm
     tokens = model.vision_tokens(pv, grid)
     rows = model.vision_projector(tokens)
     aux = (aux_loss(head["tokens"], tokens, plab) + rows_aux_loss(head["rows"], rows, grid, plab)
@@ -364,10 +418,10 @@ def answer_loss(model, text, rows, ids, pos, mask, tgt, w):
     return (ce * w.reshape(-1)).sum() / w.sum()
 
 
-def train_stage(model, head, text, proc, name, steps, batch_size, lr, seed0, log, t0):
+def train_stage(model, head, text, proc, name, steps, batch_size, lr, seed0, log, t0, frozen=False):
     stage = int(name[-1])
-    trained = [model.vision_encoder, model.vision_projector] if stage == 0 else [model]
-    params = list(head.parameters()) + [p for m in trained for p in m.parameters()]
+    trained = [model.vision_encoder, model.vision_projector] if stage == 0 else [model.llm] if frozen else [model]
+    params = ([] if frozen else list(head.parameters())) + [p for m in trained for p in m.parameters()]
     opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98), weight_decay=0.05)
     warm = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -377,7 +431,7 @@ def train_stage(model, head, text, proc, name, steps, batch_size, lr, seed0, log
     ema = None
     for step in range(steps):
         seeds = list(range(seed0 + step * batch_size, seed0 + (step + 1) * batch_size))
-        loss, lm_loss = loss_of(model, head, text, stage, *batch(model, text, proc, seeds, stage, rng))
+        loss, lm_loss = loss_of(model, head, text, stage, frozen, *batch(model, text, proc, seeds, stage, rng))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -389,7 +443,7 @@ def train_stage(model, head, text, proc, name, steps, batch_size, lr, seed0, log
         if CHECKPOINT and step % 250 == 249:
             torch.save(model.state_dict(), CHECKPOINT)
         if stage == 0 and EVAL_EVERY and step % EVAL_EVERY == EVAL_EVERY - 1:
-            acc = global_accuracy(model, head["global"], proc, EVAL_SCENES)
+            acc = global_accuracy(model, head, proc, EVAL_SCENES)
             log[-1]["heldout"] = acc
             print(f"{name} step {step}: global head on {EVAL_SCENES} held-out scenes {dict(acc)}", flush=True)
         if stage == 2 and EVAL_EVERY and step % EVAL_EVERY == EVAL_EVERY - 1:
@@ -470,18 +524,30 @@ def check_packing(model: ShapesPoints, text: Text) -> None:
 
 
 @torch.no_grad()
-def global_accuracy(model: ShapesPoints, head, proc, count: int) -> OrderedDict:
+def global_accuracy(model: ShapesPoints, heads, proc, count: int) -> OrderedDict:
     """How well the rows tell the scene_targets of the first `count` held-out scenes: per group,
     the share of targets the global head gets right from one image's mean logits (xy_mae: the mean
-    absolute error of the offsets, in OFFSET_UNIT)."""
+    absolute error of the offsets, in OFFSET_UNIT); and the relations the rows head reads off the
+    rows that lie on a shape (relations: the share of known relation bits it gets right)."""
     model.eval()
+    head = heads["global"]
+    nr = len(scenes.COLOURS) + len(scenes.SHAPES) + 1
     right = [0.0] * len(GLOBAL_GROUPS)
-    xy_err = 0.0
+    xy_err = rel_right = rel_n = 0.0
     for k in range(count):
         scene = scenes.make_scene(HELDOUT_SEED0 + k)
         f = proc(images=[scene.image], return_tensors="pt")
-        o = head(model.encode(f["pixel_values"], f["image_grid_thw"])).mean(0)
+        rows = model.encode(f["pixel_values"], f["image_grid_thw"])
+        o = head(rows).mean(0)
         _, gh, gw = (int(x) for x in f["image_grid_thw"][0])
+        win = patch_labels(scene, gh, gw).reshape(-1, 4, PATCH_REL + 2 * N_REL)
+        on = win[:, 0, 1] > 0  # rows whose first patch lies on a shape
+        if bool(on.any()):
+            lab = win[on, 0]
+            m = lab[:, PATCH_REL + N_REL:]
+            got = (heads["rows"](rows[on])[:, nr:] > 0).float() == lab[:, PATCH_REL:PATCH_REL + N_REL]
+            rel_right += float((got.float() * m).sum())
+            rel_n += float(m.sum())
         t = scene_targets(scene, gh, gw)
         at = ti = 0
         for g, (_, n, c) in enumerate(GLOBAL_GROUPS):
@@ -494,6 +560,7 @@ def global_accuracy(model: ShapesPoints, head, proc, count: int) -> OrderedDict:
     model.train()
     out = OrderedDict((g[0], round(r / count, 3)) for g, r in zip(GLOBAL_GROUPS, right))
     out["xy_mae"] = round(xy_err / count, 3)
+    out["relations"] = round(rel_right / max(1.0, rel_n), 3)
     return out
 
 
@@ -518,9 +585,9 @@ def quick_accuracy(model: ShapesPoints, text: Text, proc, count: int) -> Ordered
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(REPO, "models", "shapes-tiny"))
-    ap.add_argument("--steps0", type=int, default=1000)
+    ap.add_argument("--steps0", type=int, default=2500)
     ap.add_argument("--steps1", type=int, default=0)
-    ap.add_argument("--steps2", type=int, default=1800)
+    ap.add_argument("--steps2", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=12)
     ap.add_argument("--lr0", type=float, default=2e-3)
     ap.add_argument("--lr", type=float, default=6e-4)
@@ -529,6 +596,10 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=20261206)
     ap.add_argument("--qwen2-tokenizer", default=os.path.join(os.path.dirname(REPO), "shared", "data",
                                                               "qwen2-tokenizer"))
+    ap.add_argument("--train-tower", action="store_true",
+                    help="stage 2 trains every module (default: the LLM alone, on the rows stage 0 left)")
+    ap.add_argument("--stage0-state", help="where stage 0's result is saved; when the file exists, stage 0 is "
+                                           "loaded from it instead of trained (the same --steps0 and --batch)")
     ap.add_argument("--loss-png", default=os.path.join(REPO, "docs", "images", "shapes_tiny_loss.png"))
     args = ap.parse_args()
     torch.manual_seed(args.seed)
@@ -554,7 +625,7 @@ def main() -> int:
     pv, grid, *_ = batch(model, text, make_processor(), list(range(8)), 2, random.Random(2))
     head = torch.nn.ModuleDict(dict(tokens=torch.nn.Linear(model.vision_config.embed_dim, AUX_OUT),
                                     rows=torch.nn.Linear(model.llm_config.hidden_size,
-                                                         len(scenes.COLOURS) + len(scenes.SHAPES) + 1),
+                                                         len(scenes.COLOURS) + len(scenes.SHAPES) + 1 + N_REL),
                                     **{"global": torch.nn.Linear(model.llm_config.hidden_size, GLOBAL_OUT)}))
     with torch.no_grad():
         ref = model.encode(pv, grid)
@@ -566,11 +637,26 @@ def main() -> int:
     print(f"parameters: {n_params} ({n_params * 4 / 1e6:.1f} MB f32); tokenizer {n_tokens} tokens, vocab {vocab}")
     proc = make_processor()
     log: list = []
-    nxt = train_stage(model, head, text, proc, "stage0", args.steps0, 2 * args.batch, args.lr0, TRAIN_SEED0, log, t0)
-    standardize_rows(model, proc, range(nxt, nxt + 64))
+    nxt = TRAIN_SEED0 + args.steps0 * 2 * args.batch
+    if args.stage0_state and os.path.exists(args.stage0_state):
+        state = torch.load(args.stage0_state, weights_only=True)
+        # Stage 0 trains the tower and the projector only: the LLM keeps its initialization (so the
+        # LLM's config may change between a saved stage 0 and the stage 2 run on it).
+        res = model.load_state_dict(OrderedDict((k, v) for k, v in state["model"].items() if k.startswith("vision_")),
+                                    strict=False)
+        assert not res.unexpected_keys and not [k for k in res.missing_keys if k.startswith("vision_")], res
+        head.load_state_dict(state["head"])
+        log += state["log"]
+        print(f"stage 0 (and the rows' standardization) loaded from {args.stage0_state}", flush=True)
+    else:
+        train_stage(model, head, text, proc, "stage0", args.steps0, 2 * args.batch, args.lr0, TRAIN_SEED0, log, t0)
+        standardize_rows(model, proc, range(nxt, nxt + 64))
+        if args.stage0_state:
+            torch.save(dict(model=model.state_dict(), head=head.state_dict(), log=log), args.stage0_state)
     nxt += 64
     nxt = train_stage(model, head, text, proc, "stage1", args.steps1, args.batch, args.lr, nxt, log, t0)
-    train_stage(model, head, text, proc, "stage2", args.steps2, args.batch, args.lr2, nxt, log, t0)
+    train_stage(model, head, text, proc, "stage2", args.steps2, args.batch, args.lr2, nxt, log, t0,
+                frozen=not args.train_tower)
 
     model.exact_blocks = True
     out = args.out
@@ -597,14 +683,17 @@ def main() -> int:
                                               data="the vision tower and the projector alone, with auxiliary linear "
                                                    "heads (not exported): on the tower's tokens, per patch the colour "
                                                    "and kind of the shape under its centre, whether a shape's centre "
-                                                   "lies in it, and its (x, y); on the projector's rows, the colours "
-                                                   "and kinds under the 2 x 2 window, the mean row of each image "
+                                                   "lies in it, its (x, y) and where every other shape lies from the "
+                                                   "shape under it; on the projector's rows, the colours "
+                                                   "and kinds under the 2 x 2 window and the same relations, the mean row of each image "
                                                    "kept small, and per image (asked of every row) the number of "
                                                    "shapes, of each kind and colour, the colour of each kind, the kind "
-                                                   "of each colour and where each shape is; kept in stages 1 and 2 "
-                                                   "with weight 0.5"),
+                                                   "of each colour and where each shape is; kept with weight 0.5 in "
+                                                   "stage 1 and in stage 2 when the tower is trained there"),
                            stage1=OrderedDict(steps=args.steps1, data="captions"),
-                           stage2=OrderedDict(steps=args.steps2, data=f"{QUESTIONS_PER_SCENE} questions per scene, each its own one-turn chat (the image encoded once; the "
+                           stage2=OrderedDict(steps=args.steps2, trained="every module" if args.train_tower else
+                                              "the LLM (the tower and the projector as stage 0 left them)",
+                                              data=f"{QUESTIONS_PER_SCENE} questions per scene, each its own one-turn chat (the image encoded once; the "
                                                                   f"questions packed as a tree after the shared image prefix), {CAPTION_SHARE:.0%} captions; "
                                                                   f"loss on the answer tokens, the first one weighted {FIRST_ANSWER_WEIGHT:g}x")),
         batch=args.batch, lr=OrderedDict(stage0=args.lr0, stage1=args.lr, stage2=args.lr2),
