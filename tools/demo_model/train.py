@@ -219,9 +219,10 @@ def relations(scene):
     (whether the (kind, colour) is to the right of it, whether it is below it) and [n + 1, N_REL]
     masks (1 where the scene has that (kind, colour) apart from it along that axis, the condition under
     which scenes.questions asks). The tower's tokens and the projector's rows are asked these
-    (PATCH_REL), so that a row on one shape tells where the others are: the LLM then answers "Is the
-    red circle left of the blue star?" by reading, off the rows of the red circle, the bit of the blue
-    star (the regressed offsets from the centroid alone left position answers near chance)."""
+    (PATCH_REL), so that a row on one shape tells where the others are: "Is the red circle left of
+    the blue star?" can be answered by reading, off the rows of the red circle, the bit of the blue
+    star. The rows learn them (97 % on held-out scenes); the LLM has not yet learned to read them
+    (position answers at chance, as with the offsets from the centroid alone: README.md)."""
     n = len(scene.shapes)
     rel = np.zeros((n + 1, N_REL))
     known = np.zeros((n + 1, N_REL))
