@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // nn::linear -- y = x @ W^T + b, torch.nn.functional.linear with f32 activations and f32, bf16 or
-// f16 weights in PyTorch's [out_features, in_features] layout, accumulated in f32.
+// f16 weights in PyTorch's [out_features, in_features] layout, accumulated in f32; or with
+// quantized weights (quant::qmatrix: 8-bit or 4-bit), as if dequantized first.
 #pragma once
 
 #include <tessera/backend/backend.hpp>
@@ -8,6 +9,7 @@
 #include <tessera/core/dtype.hpp>
 #include <tessera/core/error.hpp>
 #include <tessera/core/tensor_view.hpp>
+#include <tessera/quant/format.hpp>
 
 #include <optional>
 #include <type_traits>
@@ -32,10 +34,18 @@ inline constexpr product_precision default_precision_v =
 
 /// The parameters of an nn.Linear: weight [d_out, d_in] (row-major, PyTorch's layout) and an
 /// optional bias [d_out]. Views: whoever builds them (a checkpoint binder, a test) owns the memory.
+/// `quantized`, when not empty (host memory only), holds the weight instead: 8-bit or 4-bit
+/// (quant::qmatrix); `weight` may then be empty or still point at the dense original, which
+/// linear() no longer reads.
 template <weight_type T, class Space = host_space>
 struct linear_weights {
   tensor_view<T const, 2, Space> weight;
   std::optional<tensor_view<T const, 1, Space>> bias;
+  quant::qmatrix quantized{};
+
+  /// [d_out, d_in] of the weight, whichever way it is stored.
+  [[nodiscard]] index_t rows() const noexcept { return quantized.empty() ? weight.extent(0) : quantized.rows; }
+  [[nodiscard]] index_t cols() const noexcept { return quantized.empty() ? weight.extent(1) : quantized.cols; }
 };
 
 namespace detail {
@@ -45,7 +55,19 @@ struct linear_impl {  // specialized in detail/linear_ref.hpp, detail/linear_cpu
                 "nn::linear has no implementation for this backend (check TESSERA_ENABLE_* and that "
                 "tessera/nn/linear.hpp was included through tessera.hpp)");
 };
+template <class Backend>
+struct qlinear_impl {  // quantized weights; specialized in detail/linear_ref.hpp, detail/linear_cpu.hpp
+  static_assert(always_false<Backend>, "nn::linear with quantized weights has no implementation for this backend");
+};
 }  // namespace detail
+
+/// Whether a backend multiplies by quantized weights (the reference and the cpu backends do).
+template <class Backend>
+inline constexpr bool supports_quantized_v = false;
+template <>
+inline constexpr bool supports_quantized_v<backend::reference> = true;
+template <class Arch>
+inline constexpr bool supports_quantized_v<backend::cpu_simd<Arch>> = true;
 
 /// Mirrors torch.nn.functional.linear / nn.Linear.
 ///   x:    [n_tokens, d_in]  f32; rows may be strided, the last dimension must be contiguous.
@@ -87,12 +109,44 @@ void linear(tensor_view<float const, 2, backend::space_t<Backend>> x, tensor_vie
   linear<Backend>(x, w, tensor_view<float const, 1, backend::space_t<Backend>>(nullptr, {0}), y, ctx, precision);
 }
 
-/// With an nn.Linear's parameters (weight and optional bias), as above.
+/// With quantized weights: y = x @ dequantize(W)^T + bias, where dequantize(W) is exact in f32
+/// (quant::dequantize_row). The same shapes, bias and precision rules as above:
+/// product_precision::f32 multiplies f32 x by the exact weights; product_precision::bf16 rounds x
+/// to bf16 first and, in the cpu backend's large-M (prefill) path, the dequantized weights too
+/// (backend/cpu/qgemm.hpp). Host backends only (supports_quantized_v).
+template <backend::tag Backend = TESSERA_DEFAULT_BACKEND, class Bias>
+  requires(std::is_same_v<std::remove_cv_t<Bias>, float> || weight_type<std::remove_cv_t<Bias>>)
+void linear(tensor_view<float const, 2> x, quant::qmatrix const& w, tensor_view<Bias, 1> bias, tensor_view<float, 2> y,
+            exec_ctx<Backend>& ctx, product_precision precision = product_precision::f32) {
+  static_assert(supports_quantized_v<Backend>, "nn::linear: this backend has no quantized weights");
+  TESSERA_CHECK(!w.empty(), "nn::linear: the quantized weight is empty (format dense)");
+  quant::check_group(w.format, w.cols, w.group, "nn::linear");
+  TESSERA_CHECK(x.extent(1) == w.cols, "nn::linear: x is [", x.extent(0), ", ", x.extent(1), "] but the ",
+                quant::name_of(w.format), " W is [", w.rows, ", ", w.cols, "]: the inner dimensions must agree");
+  TESSERA_CHECK(y.extent(0) == x.extent(0) && y.extent(1) == w.rows, "nn::linear: y must be [", x.extent(0), ", ",
+                w.rows, "], got [", y.extent(0), ", ", y.extent(1), "]");
+  TESSERA_CHECK(bias.extent(0) == 0 || bias.extent(0) == w.rows, "nn::linear: bias must have ", w.rows,
+                " elements (or none), got ", bias.extent(0));
+  TESSERA_CHECK(x.is_row_contiguous() && y.is_row_contiguous() && (bias.extent(0) <= 1 || bias.stride(0) == 1),
+                "nn::linear: the last dimension of x, y and the bias must be contiguous");
+  detail::qlinear_impl<Backend>::run(x, w, tensor_view<std::remove_cv_t<Bias> const, 1>(bias), y, ctx, precision);
+}
+
+/// With an nn.Linear's parameters (weight and optional bias), as above; the quantized weight when
+/// there is one.
 template <backend::tag Backend = TESSERA_DEFAULT_BACKEND, weight_type W>
 void linear(tensor_view<float const, 2, backend::space_t<Backend>> x,
             linear_weights<W, backend::space_t<Backend>> const& w, tensor_view<float, 2, backend::space_t<Backend>> y,
             exec_ctx<Backend>& ctx, product_precision precision = default_precision_v<W>) {
   using view1 = tensor_view<W const, 1, backend::space_t<Backend>>;
+  if constexpr (supports_quantized_v<Backend>) {
+    if (!w.quantized.empty()) {
+      linear<Backend>(x, w.quantized, w.bias ? *w.bias : view1(nullptr, {0}), y, ctx, precision);
+      return;
+    }
+  } else {
+    TESSERA_CHECK(w.quantized.empty(), "nn::linear: quantized weights need the reference or the cpu backend");
+  }
   linear<Backend>(x, w.weight, w.bias ? *w.bias : view1(nullptr, {0}), y, ctx, precision);
 }
 

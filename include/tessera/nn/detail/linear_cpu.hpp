@@ -3,6 +3,7 @@
 #pragma once
 
 #include <tessera/backend/cpu/gemm.hpp>
+#include <tessera/backend/cpu/qgemm.hpp>
 
 namespace tessera::nn::detail {
 
@@ -18,6 +19,17 @@ struct linear_impl<backend::cpu_simd<Arch>> {
                                                     w.data(), w.stride(0), bias.extent(0) ? bias.data() : nullptr,
                                                     y.data(), y.stride(0)};
     backend::cpu_detail::gemm<Arch>(g, precision == product_precision::bf16, ctx);
+  }
+};
+
+template <class Arch>
+struct qlinear_impl<backend::cpu_simd<Arch>> {
+  template <class Bias>
+  static void run(tensor_view<float const, 2> x, quant::qmatrix const& w, tensor_view<Bias const, 1> bias,
+                  tensor_view<float, 2> y, exec_ctx<backend::cpu_simd<Arch>>& ctx, product_precision precision) {
+    backend::cpu_detail::qgemm_args<Bias> const g{x.extent(0), x.data(), x.stride(0), w,
+                                                  bias.extent(0) ? bias.data() : nullptr, y.data(), y.stride(0)};
+    backend::cpu_detail::qgemm<Arch>(g, precision == product_precision::bf16, ctx);
   }
 };
 

@@ -1,0 +1,207 @@
+// SPDX-License-Identifier: Apache-2.0
+// Quantized weights: the quantizer's error bounds and layout (quant::quantize), nn::linear with
+// 8-bit and 4-bit weights -- exact where the weights quantize exactly, the cpu backend (decode GEMV
+// and prefill GEMM, f32 and bf16 products, every group size, strided rows, bias or none, 1 or 2
+// threads) against the reference backend's dequantize-then-multiply -- and errors.
+#include <tessera/nn/linear.hpp>
+#include <tessera/quant/format.hpp>
+
+#include "common/compare.hpp"
+
+#include <catch2/catch_test_macros.hpp>
+#include <catch2/matchers/catch_matchers_string.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <vector>
+
+using namespace tessera;
+using nn::product_precision;
+using quant::weight_format;
+
+namespace {
+
+constexpr weight_format quantized_formats[] = {weight_format::q8, weight_format::q4};
+
+/// y = x W^T (+ bias) with quantized W, x rows padded by ldx_pad, y rows by ldy_pad (padding
+/// checked untouched).
+template <class Backend>
+std::vector<float> run_qlinear(std::vector<float> const& x, index_t m, quant::qmatrix const& w,
+                               std::vector<float> const* bias, product_precision p, int threads, index_t pad = 0) {
+  index_t const k = w.cols, n = w.rows;
+  std::vector<float> xs(static_cast<std::size_t>(m * (k + pad)), -777.0f);
+  for (index_t i = 0; i < m; ++i)
+    for (index_t j = 0; j < k; ++j) xs[i * (k + pad) + j] = x[i * k + j];
+  std::vector<float> ys(static_cast<std::size_t>(m * (n + pad)), -999.0f);
+  tensor_view<float const, 2> xv(xs.data(), {m, k}, {k + pad, 1});
+  tensor_view<float, 2> yv(ys.data(), {m, n}, {n + pad, 1});
+  exec_ctx<Backend> ctx(threads);
+  tensor_view<float const, 1> bv(bias ? bias->data() : nullptr, {bias ? n : 0});
+  nn::linear<Backend>(xv, w, bv, yv, ctx, p);
+  std::vector<float> y(static_cast<std::size_t>(m * n));
+  for (index_t i = 0; i < m; ++i) {
+    for (index_t j = 0; j < n; ++j) y[i * n + j] = ys[i * (n + pad) + j];
+    for (index_t j = n; j < n + pad; ++j) REQUIRE(ys[i * (n + pad) + j] == -999.0f);
+  }
+  return y;
+}
+
+/// sum_k |x[i, k]| |W[j, k]| per output: the scale of the rounding errors of a dot product.
+std::vector<double> abs_products(std::vector<float> const& x, index_t m, quant::qmatrix const& w) {
+  std::vector<double> out(static_cast<std::size_t>(m * w.rows));
+  std::vector<float> row(static_cast<std::size_t>(w.cols));
+  for (index_t j = 0; j < w.rows; ++j) {
+    quant::dequantize_row(w, j, row.data());
+    for (index_t i = 0; i < m; ++i) {
+      double s = 0;
+      for (index_t k = 0; k < w.cols; ++k) s += std::fabs(x[i * w.cols + k]) * std::fabs(row[k]);
+      out[i * w.rows + j] = s;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("quantize: every weight within half a step of its group's scale, the layout as documented",
+          "[quant][unit]") {
+  auto const seed = test::seed();
+  INFO("seed " << seed);
+  for (weight_format f : quantized_formats)
+    for (index_t group : {index_t{32}, index_t{64}, index_t{128}}) {
+      index_t const rows = 5, cols = 256;
+      auto w = test::random_vector<float>(static_cast<std::size_t>(rows * cols), seed + group, 0.05f);
+      w[3] = 0.0f;
+      for (index_t k = 0; k < group; ++k) w[cols + k] = 0.0f;  // an all-zero group: scale 0, values 0
+      quant::quantized_matrix const q = quant::quantize(tensor_view<float const, 2>(w.data(), {rows, cols}), f, group);
+      INFO(quant::name_of(f) << " group " << group);
+      REQUIRE(q.data.size() == static_cast<std::size_t>(rows * (f == weight_format::q8 ? cols : cols / 2)));
+      REQUIRE(q.scales.size() == static_cast<std::size_t>(rows * cols / group));
+      quant::qmatrix const v = q.view();
+      std::vector<float> deq(static_cast<std::size_t>(cols));
+      for (index_t r = 0; r < rows; ++r) {
+        quant::dequantize_row(v, r, deq.data());
+        for (index_t g = 0; g < cols / group; ++g) {
+          float amax = 0.0f, extreme = 0.0f;
+          for (index_t k = g * group; k < (g + 1) * group; ++k)
+            if (std::fabs(w[r * cols + k]) > amax) amax = std::fabs(w[r * cols + k]), extreme = w[r * cols + k];
+          float const d = v.row_scales(r)[g].to_float();
+          float const want_d = f == weight_format::q8 ? amax / 127.0f : extreme / -8.0f;
+          CHECK(std::fabs(d - want_d) <= std::fabs(want_d) * 1e-3f);  // the f16 rounding of the scale
+          int top = 0;
+          for (index_t k = g * group; k < (g + 1) * group; ++k) {
+            float const x = w[r * cols + k], err = std::fabs(deq[k] - x);
+            int const val = quant::value_at(f, v.row(r), k);
+            top = std::max(top, std::abs(val));
+            CHECK(val >= (f == weight_format::q8 ? -127 : -8));
+            CHECK(val <= (f == weight_format::q8 ? 127 : 7));
+            // q4 clamps values above 7 steps (the side opposite the extreme) to 7: up to a step off.
+            float const budget = (f == weight_format::q4 && x / d > 7.5f) ? std::fabs(d) : 0.5f * std::fabs(d);
+            CHECK(err <= budget * (1 + 1e-6f) + 1e-12f);
+            if (amax == 0.0f) CHECK(deq[k] == 0.0f);
+          }
+          if (amax > 0.0f) CHECK(top == (f == weight_format::q8 ? 127 : 8));  // the full range is used
+        }
+      }
+    }
+  // The nibble layout: column j of a group in the low nibble of byte j, column j + 16 in the high.
+  std::vector<float> w(32);
+  for (int k = 0; k < 32; ++k) w[k] = static_cast<float>(k % 16 - 8);  // -8 .. 7 twice: scale exactly 1
+  auto const q = quant::quantize(tensor_view<float const, 2>(w.data(), {1, 32}), weight_format::q4);
+  REQUIRE(q.scales[0].to_float() == 1.0f);
+  for (int j = 0; j < 16; ++j) CHECK(q.data[j] == static_cast<std::uint8_t>(j | (j << 4)));
+}
+
+TEST_CASE("quantized linear is exact where the weights quantize exactly", "[quant][unit]") {
+  // Integers with each group's extreme at the end of the range have scale 1: the quantized
+  // product is then the dense product of small integers, exact in any order.
+  auto const seed = test::seed();
+  for (weight_format f : quantized_formats) {
+    index_t const m_values[] = {1, 3, 4, 9, 40};
+    for (index_t m : m_values) {
+      index_t const n = 37, k = 128;
+      int const lim = f == weight_format::q8 ? 127 : 7;
+      std::mt19937_64 gen(seed + static_cast<std::uint64_t>(m));
+      std::uniform_int_distribution<int> d(f == weight_format::q8 ? -127 : -8, lim);
+      std::vector<float> w(static_cast<std::size_t>(n * k));
+      for (auto& v : w) v = static_cast<float>(d(gen));
+      for (index_t g = 0; g < n * k; g += 32) w[g] = f == weight_format::q8 ? 127.0f : -8.0f;
+      auto x = test::random_ints<float>(static_cast<std::size_t>(m * k), seed + 7, 3);
+      std::vector<float> bias = test::random_ints<float>(static_cast<std::size_t>(n), seed + 8, 5);
+      auto q = quant::quantize(tensor_view<float const, 2>(w.data(), {n, k}), f);
+      std::vector<float> want(static_cast<std::size_t>(m * n));
+      for (index_t i = 0; i < m; ++i)
+        for (index_t j = 0; j < n; ++j) {
+          float s = bias[j];
+          for (index_t c = 0; c < k; ++c) s += x[i * k + c] * w[j * k + c];
+          want[i * n + j] = s;
+        }
+      INFO(quant::name_of(f) << " m=" << m);
+      for (auto p : {product_precision::f32, product_precision::bf16}) {
+        CHECK(run_qlinear<backend::reference>(x, m, q.view(), &bias, p, 1) == want);
+        CHECK(run_qlinear<backend::cpu>(x, m, q.view(), &bias, p, 2) == want);
+      }
+    }
+  }
+}
+
+TEST_CASE("quantized linear cpu matches the reference's dequantize-then-multiply", "[quant][unit]") {
+  auto const seed = test::seed();
+  INFO("seed " << seed);
+  std::uint64_t s = seed;
+  for (weight_format f : quantized_formats)
+    for (auto p : {product_precision::f32, product_precision::bf16})
+      for (index_t m : {index_t{1}, index_t{2}, index_t{3}, index_t{4}, index_t{5}, index_t{33}})
+        for (index_t n : {index_t{1}, index_t{5}, index_t{67}, index_t{300}})
+          for (index_t k : {index_t{32}, index_t{96}, index_t{256}}) {
+            index_t const group = k % 64 == 0 && (m + n) % 2 ? 64 : 32;
+            auto w = test::random_vector<float>(static_cast<std::size_t>(n * k), ++s, 0.05f);
+            auto x = test::random_vector<float>(static_cast<std::size_t>(m * k), ++s);
+            auto bias = test::random_vector<float>(static_cast<std::size_t>(n), ++s);
+            bool const with_bias = (m + n + k) % 2 == 1;
+            index_t const pad = (m + n) % 3;
+            auto q = quant::quantize(tensor_view<float const, 2>(w.data(), {n, k}), f, group);
+            auto want = run_qlinear<backend::reference>(x, m, q.view(), with_bias ? &bias : nullptr, p, 1);
+            auto scale = abs_products(x, m, q.view());
+            for (int threads : {1, 2}) {
+              auto got = run_qlinear<backend::cpu>(x, m, q.view(), with_bias ? &bias : nullptr, p, threads, pad);
+              INFO(quant::name_of(f) << " m=" << m << " n=" << n << " k=" << k << " group=" << group << " threads="
+                                     << threads << " precision=" << (p == product_precision::bf16 ? "bf16" : "f32"));
+              // f32 sums in another order: a few ulps of sum |x w|. The prefill path with bf16
+              // products rounds the dequantized weights to bf16 as well: up to 2^-8 of sum |x w|.
+              double const rel = (p == product_precision::bf16 && m > 4) ? 1.0 / 256 : 1e-6 * std::sqrt(double(k));
+              for (std::size_t i = 0; i < got.size(); ++i) {
+                INFO("element " << i << " got " << got[i] << " want " << want[i]);
+                REQUIRE(std::fabs(got[i] - want[i]) <= rel * scale[i] + 1e-6);
+              }
+            }
+          }
+}
+
+TEST_CASE("quantized linear rejects bad shapes and groups with a message naming the block", "[quant][unit]") {
+  std::vector<float> w(64 * 4, 0.5f), x(64 * 2, 1.0f), y(2 * 4);
+  auto q = quant::quantize(tensor_view<float const, 2>(w.data(), {4, 64}), weight_format::q8);
+  exec_ctx<backend::cpu> ctx(1);
+  tensor_view<float const, 1> none(nullptr, {0});
+  using Catch::Matchers::ContainsSubstring;
+  REQUIRE_THROWS_WITH(nn::linear<backend::cpu>(tensor_view<float const, 2>(x.data(), {2, 32}), q.view(), none,
+                                               tensor_view<float, 2>(y.data(), {2, 4}), ctx),
+                      ContainsSubstring("nn::linear") && ContainsSubstring("inner dimensions"));
+  REQUIRE_THROWS_WITH(nn::linear<backend::cpu>(tensor_view<float const, 2>(x.data(), {2, 64}), q.view(), none,
+                                               tensor_view<float, 2>(y.data(), {2, 3}), ctx),
+                      ContainsSubstring("y must be [2, 4]"));
+  auto bad = q.view();
+  bad.group = 48;
+  REQUIRE_THROWS_WITH(nn::linear<backend::cpu>(tensor_view<float const, 2>(x.data(), {2, 64}), bad, none,
+                                               tensor_view<float, 2>(y.data(), {2, 4}), ctx),
+                      ContainsSubstring("multiple of 32"));
+  REQUIRE_THROWS_WITH(quant::quantize(tensor_view<float const, 2>(w.data(), {2, 96}), weight_format::q4, 64),
+                      ContainsSubstring("not a whole number of groups of 64"));
+  w[5] = std::nanf("");
+  REQUIRE_THROWS_WITH(quant::quantize(tensor_view<float const, 2>(w.data(), {4, 64}), weight_format::q8),
+                      ContainsSubstring("only finite weights"));
+  w[5] = 1e9f;
+  REQUIRE_THROWS_WITH(quant::quantize(tensor_view<float const, 2>(w.data(), {4, 64}), weight_format::q8),
+                      ContainsSubstring("f16 range"));
+}
