@@ -13,6 +13,7 @@
 #include <tessera/nn/linear.hpp>
 #include <tessera/nn/norm.hpp>
 #include <tessera/nn/random_parameters.hpp>
+#include <tessera/quant/format.hpp>
 
 #include <cmath>
 #include <memory>
@@ -23,11 +24,13 @@ namespace tessera::lm {
 
 /// K or V projection split by KV head: weight [n_kv_heads, head_dim, d_model], bias
 /// [n_kv_heads, head_dim]. Contiguous for HF names; strided views into key_value_dense for
-/// CustomLlama (head g's rows start at g * 2 * head_dim).
+/// CustomLlama (head g's rows start at g * 2 * head_dim). `quantized`, when not empty, holds the
+/// weight as [n_kv_heads * head_dim, d_model] instead (nn::linear_weights::quantized).
 template <weight_type T>
 struct kv_head_weights {
   tensor_view<T const, 3> weight;
   std::optional<tensor_view<T const, 2>> bias;
+  quant::qmatrix quantized{};
 };
 
 /// One decoder block (Qwen2DecoderLayer / CustomLlamaLayer): pre-norm attention with GQA, then a
@@ -61,6 +64,7 @@ struct decoder_weights {
   nn::norm_weights<T> final_norm;      ///< [d_model]
   tensor_view<T const, 2> lm_head; ///< [vocab_size, d_model]; the embedding itself when tied
   bool lm_head_tied = false;
+  quant::qmatrix lm_head_quantized{};  ///< when not empty, the LM head used instead of lm_head
   std::shared_ptr<void const> keep_alive;  ///< owns converted buffers the views point into (may be empty)
 };
 

@@ -21,6 +21,7 @@
 #include <tessera/nn/embedding.hpp>
 #include <tessera/nn/gather.hpp>
 #include <tessera/nn/norm.hpp>
+#include <tessera/lm/quantize.hpp>
 #include <tessera/nn/linear.hpp>
 #include <tessera/nn/swiglu.hpp>
 #include <tessera/posemb/rope_1d.hpp>
@@ -62,6 +63,10 @@ struct decoder_options {
   /// (bf16 weights: bf16 products, as a bf16 PyTorch model; f32 / f16 weights: f32 products).
   /// product_precision::f32 with bf16 weights computes the f32 model of the same weights exactly.
   std::optional<nn::product_precision> precision;
+  /// Quantize the linear layers (and optionally the LM head) on construction: 8 or 4 bits with a
+  /// scale per group (lm::quantize_options; default dense: the weights as given). Weights a
+  /// checkpoint stores quantized are used as stored.
+  quantize_options quantize{};
 };
 
 /// The Qwen2 decoder over weights of type T (f32, bf16 or f16; views, typically into the mmapped
@@ -78,7 +83,8 @@ class qwen2_decoder {
   /// weights' memory (e.g. the checkpoint), so the decoder may outlive its creator's handles.
   qwen2_decoder(decoder_config const& config, decoder_weights<T> weights, decoder_options const& options = {},
                 std::shared_ptr<void const> keep_alive = {})
-      : config_(config), weights_(std::move(weights)), keep_alive_(std::move(keep_alive)),
+      : config_(config), weights_(quantize_decoder(std::move(weights), options.quantize)),
+        keep_alive_(std::move(keep_alive)),
         precision_(options.precision.value_or(nn::default_precision_v<T>)) {
     decoder_config const& c = config_;
     TESSERA_CHECK(c.n_layers >= 1 && c.d_model >= 1 && c.n_heads >= 1 && c.n_kv_heads >= 1 && c.head_dim >= 1 &&
@@ -121,14 +127,24 @@ class qwen2_decoder {
     return {config_.n_layers, n_slots, max_context, config_.n_kv_heads, config_.head_dim};
   }
 
-  /// Weight bytes one decode step streams: every layer's matrices, plus the LM head (the
-  /// embedding rows read are negligible). The numerator of the decode roofline.
+  /// Weight bytes one decode step streams: every layer's matrices as stored (quantized ones with
+  /// their scales), plus the LM head (the embedding rows read are negligible). The numerator of
+  /// the decode roofline.
   [[nodiscard]] std::size_t decode_weight_bytes() const noexcept {
     decoder_config const& c = config_;
-    auto const per_layer = static_cast<std::size_t>(c.d_model * (c.q_dim() + 2 * c.kv_dim()) + c.q_dim() * c.d_model +
-                                                    3 * c.d_model * c.d_ff);
-    return (per_layer * static_cast<std::size_t>(c.n_layers) + static_cast<std::size_t>(c.vocab_size * c.d_model)) *
-           sizeof(T);
+    auto bytes = [](quant::qmatrix const& q, index_t rows, index_t cols) {
+      return q.empty() ? static_cast<double>(rows) * static_cast<double>(cols) * sizeof(T) : q.bytes();
+    };
+    index_t const d = c.d_model;
+    double total = bytes(weights_.lm_head_quantized, c.vocab_size, d);
+    for (decoder_layer_weights<T> const& w : weights_.layers) {
+      total += bytes(w.q.quantized, c.q_dim(), d) + bytes(w.o.quantized, d, c.q_dim()) + bytes(w.down.quantized, d, c.d_ff);
+      total += w.kv_fused ? bytes(w.kv_fused->quantized, 2 * c.kv_dim(), d)
+                          : bytes(w.k.quantized, c.kv_dim(), d) + bytes(w.v.quantized, c.kv_dim(), d);
+      total += w.up_gate_fused ? bytes(w.up_gate_fused->quantized, 2 * c.d_ff, d)
+                               : bytes(w.gate.quantized, c.d_ff, d) + bytes(w.up.quantized, c.d_ff, d);
+    }
+    return static_cast<std::size_t>(total);
   }
 
   /// The embedding rows of `ids` as f32 into x [n_tokens, d_model] (rows may be strided, last
@@ -264,6 +280,13 @@ class qwen2_decoder {
                   "lm::qwen2_decoder::lm_head: hidden must be [n, ", config_.d_model, "] and logits [n, ",
                   config_.vocab_size, "], got [", hidden.extent(0), ", ", hidden.extent(1), "] and [", logits.extent(0),
                   ", ", logits.extent(1), "]");
+    if (!weights_.lm_head_quantized.empty()) {
+      if constexpr (nn::supports_quantized_v<Backend>) {
+        nn::linear<Backend>(hidden, weights_.lm_head_quantized, tensor_view<float const, 1>(nullptr, {0}), logits, ctx,
+                            precision_);
+        return;
+      }
+    }
     nn::linear<Backend>(hidden, weights_.lm_head, logits, ctx, precision_);
   }
 
@@ -307,9 +330,9 @@ class qwen2_decoder {
   /// A K or V projection split by KV head ([n_kv, head_dim, d_model], contiguous for HF names) as
   /// the nn.Linear it is: weight [n_kv * head_dim, d_model], bias [n_kv * head_dim].
   [[nodiscard]] static nn::linear_weights<T> flat(kv_head_weights<T> const& w) {
-    TESSERA_DEBUG_ASSERT(w.weight.is_contiguous(), "qwen2_decoder: HF k / v weights are contiguous");
+    TESSERA_DEBUG_ASSERT(!w.quantized.empty() || w.weight.is_contiguous(), "qwen2_decoder: HF k / v weights are contiguous");
     nn::linear_weights<T> l{tensor_view<T const, 2>(w.weight.data(), {w.weight.extent(0) * w.weight.extent(1), w.weight.extent(2)}),
-                            std::nullopt};
+                            std::nullopt, w.quantized};
     if (w.bias) l.bias = tensor_view<T const, 1>(w.bias->data(), {w.bias->extent(0) * w.bias->extent(1)});
     return l;
   }
@@ -357,6 +380,15 @@ class qwen2_decoder {
                     " must be [", rows, ", ", cols, "] with contiguous rows, got [", m.extent(0), ", ", m.extent(1),
                     "]");
     };
+    // A linear layer: its dense weight, or its quantized one when it has one.
+    auto lin = [&](char const* what, index_t layer, tensor_view<T const, 2> const& m, quant::qmatrix const& q,
+                   index_t rows, index_t cols) {
+      if (q.empty()) return mat(what, layer, m, rows, cols);
+      TESSERA_CHECK(q.rows == rows && q.cols == cols, "lm::qwen2_decoder: ", what,
+                    layer >= 0 ? " of layer " + std::to_string(layer) : std::string(), " must be [", rows, ", ", cols,
+                    "], its ", quant::name_of(q.format), " weight is [", q.rows, ", ", q.cols, "]");
+      quant::check_group(q.format, q.cols, q.group, "lm::qwen2_decoder");
+    };
     auto vec = [](char const* what, index_t layer, std::optional<tensor_view<T const, 1>> const& b, index_t len,
                   bool required) {
       TESSERA_CHECK(b.has_value() || !required, "lm::qwen2_decoder: ", what, " of layer ", layer,
@@ -371,7 +403,7 @@ class qwen2_decoder {
                     " of layer ", layer, " needs a bias (LayerNorm)");
     };
     mat("the embedding", -1, w.embed, c.vocab_size, d);
-    mat("the LM head", -1, w.lm_head, c.vocab_size, d);
+    lin("the LM head", -1, w.lm_head, w.lm_head_quantized, c.vocab_size, d);
     TESSERA_CHECK(static_cast<index_t>(w.layers.size()) == c.n_layers, "lm::qwen2_decoder: ", c.n_layers,
                   " layers configured, weights for ", w.layers.size());
     bool const fused = w.layers.front().kv_fused.has_value();
@@ -382,32 +414,36 @@ class qwen2_decoder {
                     "lm::qwen2_decoder: layer ", li, " mixes fused (CustomLlama) and separate (HF) projections");
       norm_ok("input norm", li, lw.input_norm);
       norm_ok("post-attention norm", li, lw.post_norm);
-      mat("q_proj", li, lw.q.weight, qd, d);
+      lin("q_proj", li, lw.q.weight, lw.q.quantized, qd, d);
       vec("q bias", li, lw.q.bias, qd, c.qkv_bias);
       if (fused) {
-        mat("key_value_dense", li, lw.kv_fused->weight, 2 * kvd, d);
+        lin("key_value_dense", li, lw.kv_fused->weight, lw.kv_fused->quantized, 2 * kvd, d);
         vec("key_value_dense bias", li, lw.kv_fused->bias, 2 * kvd, c.qkv_bias);
-        mat("dense_h_to_4h", li, lw.up_gate_fused->weight, 2 * ff, d);
+        lin("dense_h_to_4h", li, lw.up_gate_fused->weight, lw.up_gate_fused->quantized, 2 * ff, d);
         vec("dense_h_to_4h bias", li, lw.up_gate_fused->bias, 2 * ff, c.gate_up_bias);
       } else {
         for (auto const* kv : {&lw.k, &lw.v}) {
-          TESSERA_CHECK(kv->weight.extent(0) == c.n_kv_heads && kv->weight.extent(1) == c.head_dim &&
-                            kv->weight.extent(2) == d && kv->weight.is_contiguous(),
-                        "lm::qwen2_decoder: k_proj / v_proj of layer ", li, " must be contiguous [", c.n_kv_heads,
-                        ", ", c.head_dim, ", ", d, "]");
+          if (!kv->quantized.empty()) {
+            lin("k_proj / v_proj", li, tensor_view<T const, 2>(), kv->quantized, kvd, d);
+          } else {
+            TESSERA_CHECK(kv->weight.extent(0) == c.n_kv_heads && kv->weight.extent(1) == c.head_dim &&
+                              kv->weight.extent(2) == d && kv->weight.is_contiguous(),
+                          "lm::qwen2_decoder: k_proj / v_proj of layer ", li, " must be contiguous [", c.n_kv_heads,
+                          ", ", c.head_dim, ", ", d, "]");
+          }
           TESSERA_CHECK(kv->bias.has_value() == c.qkv_bias &&
                             (!kv->bias || (kv->bias->extent(0) * kv->bias->extent(1) == kvd && kv->bias->is_contiguous())),
                         "lm::qwen2_decoder: k / v bias of layer ", li, " must ",
                         c.qkv_bias ? "have " + std::to_string(kvd) + " contiguous elements" : std::string("be absent"));
         }
-        mat("gate_proj", li, lw.gate.weight, ff, d);
-        mat("up_proj", li, lw.up.weight, ff, d);
+        lin("gate_proj", li, lw.gate.weight, lw.gate.quantized, ff, d);
+        lin("up_proj", li, lw.up.weight, lw.up.quantized, ff, d);
         vec("gate bias", li, lw.gate.bias, ff, c.gate_up_bias);
         vec("up bias", li, lw.up.bias, ff, c.gate_up_bias);
       }
-      mat("o_proj", li, lw.o.weight, d, qd);
+      lin("o_proj", li, lw.o.weight, lw.o.quantized, d, qd);
       vec("o bias", li, lw.o.bias, d, c.o_bias);
-      mat("down_proj", li, lw.down.weight, d, ff);
+      lin("down_proj", li, lw.down.weight, lw.down.quantized, d, ff);
       vec("down bias", li, lw.down.bias, d, c.down_bias);
     }
     TESSERA_CHECK(w.final_norm.weight.extent(0) == d, "lm::qwen2_decoder: the final norm must have ", d,
