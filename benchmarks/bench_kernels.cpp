@@ -58,7 +58,8 @@ struct shape {
 /// Checks 64 sampled outputs against a double-precision dot product with the same product
 /// semantics (x rounded to bf16 for bf16 products).
 template <class W>
-bool spot_check(std::vector<float> const& x, W const* w, std::vector<float> const& y, shape s, bool bf16_products) {
+bool spot_check(std::vector<float> const& x, W const* w, std::vector<float> const& y, shape s, bool bf16_products,
+                double rel = 1e-5) {
   std::mt19937 gen(7);
   for (int t = 0; t < 64; ++t) {
     index_t const i = std::uniform_int_distribution<index_t>(0, s.m - 1)(gen);
@@ -71,7 +72,7 @@ bool spot_check(std::vector<float> const& x, W const* w, std::vector<float> cons
       mag += std::fabs(p);
     }
     double const err = std::fabs(y[i * s.n + j] - acc);
-    if (err > 1e-5 * mag + 1e-6) {
+    if (err > rel * mag + 1e-6) {
       std::fprintf(stderr, "spot check failed at (%ld, %ld): got %g want %g\n", static_cast<long>(i), static_cast<long>(j),
                    static_cast<double>(y[i * s.n + j]), acc);
       return false;
@@ -129,6 +130,59 @@ case_result bench_linear(shape s, int threads, bool rotate, bool quick, std::siz
   r.t = time_it(call, quick ? 3 : 10, quick ? 0.05 : 0.5);
   r.gflops = 2.0 * s.m * s.n * s.k / r.t.min_s * 1e-9;
   r.gbps = static_cast<double>(w_bytes + x.size() * 4 + y.size() * 4) / r.t.min_s * 1e-9;
+  return r;
+}
+
+/// Times nn::linear with quantized weights (format f, groups of 32) on the cpu backend, the weights
+/// rotating through copies as in bench_linear; gbps counts the bytes of the quantized weights and
+/// their scales. Checked against a double-precision product with the dequantized weights.
+case_result bench_qlinear(shape s, quant::weight_format f, int threads, bool rotate, bool quick, std::size_t llc,
+                          backend::cpu_detail::quant_gemv_kernel kernel = backend::cpu_detail::quant_gemv_kernel::automatic) {
+  std::mt19937 gen(1);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> x(static_cast<std::size_t>(s.m * s.k)), w(static_cast<std::size_t>(s.n * s.k));
+  for (auto& v : x) v = nd(gen);
+  double const w_bytes = static_cast<double>(s.n) * static_cast<double>(quant::row_bytes(f, s.k) + s.k / 32 * 2);
+  std::size_t const footprint = std::max<std::size_t>(std::size_t{1} << 30, 2 * llc);
+  std::size_t copies = rotate ? std::max<std::size_t>(1, static_cast<std::size_t>(footprint / w_bytes) + 1) : 1;
+  if (quick) copies = std::min<std::size_t>(copies, 2);
+  std::vector<quant::quantized_matrix> ws;
+  for (std::size_t c = 0; c < copies; ++c) {
+    if (c < 2) {  // two distinct draws; further copies repeat them at other addresses
+      for (auto& v : w) v = nd(gen) * 0.03f;
+      ws.push_back(quant::quantize(tensor_view<float const, 2>(w.data(), {s.n, s.k}), f));
+    } else {
+      ws.push_back(ws[c % 2]);
+    }
+  }
+  std::vector<float> y(static_cast<std::size_t>(s.m * s.n));
+  exec_ctx<backend::cpu> ctx(threads);
+  tensor_view<float const, 1> const none(nullptr, {0});
+  bool const bf16_products = s.m > 1;  // prefill as the bf16 decoder runs it; decode in f32
+  auto call = [&](int i) {
+    backend::cpu_detail::qgemm_args<float> const g{s.m, x.data(), s.k, ws[static_cast<std::size_t>(i) % copies].view(),
+                                                   nullptr, y.data(), s.n};
+    backend::cpu_detail::qgemm<backend::cpu::arch>(g, bf16_products, ctx, kernel);  // nn::linear's engine
+  };
+  case_result r;
+  r.s = s;
+  r.impl = kernel == backend::cpu_detail::quant_gemv_kernel::f32 ? "tessera-f32x" : "tessera";
+  r.weights = std::string(quant::name_of(f));
+  call(0);
+  std::vector<float> deq(static_cast<std::size_t>(s.n * s.k));
+  for (index_t j = 0; j < s.n; ++j) quant::dequantize_row(ws[0].view(), j, deq.data() + j * s.k);
+  // the prefill path rounds the dequantized weights to bf16: compare against those
+  if (bf16_products)
+    for (auto& v : deq) v = bf16::from_float(v).to_float();
+  // Decode quantizes x where the build has the integer kernels (8-bit weights: int16 per row, 4-bit:
+  // int8 per group of 32): looser checks.
+  bool const integer = s.m <= 4 && kernel != backend::cpu_detail::quant_gemv_kernel::f32 &&
+                       (f == quant::weight_format::q8 ? TESSERA_HAVE_Q8_INT_GEMV : TESSERA_HAVE_Q4_INT_GEMV);
+  r.checked = spot_check(x, deq.data(), y, s, bf16_products,
+                         !integer ? 1e-5 : f == quant::weight_format::q8 ? 1e-4 : 2e-2);
+  r.t = time_it(call, quick ? 3 : 10, quick ? 0.05 : 0.5);
+  r.gflops = 2.0 * s.m * s.n * s.k / r.t.min_s * 1e-9;
+  r.gbps = (w_bytes + static_cast<double>(x.size() * 4 + y.size() * 4)) / r.t.min_s * 1e-9;
   return r;
 }
 
@@ -201,12 +255,20 @@ int main(int argc, char** argv) {
     results.push_back(bench_linear<bf16>(s, threads, false, quick, llc));
     if (TESSERA_HAVE_AVX512_BF16_DOT)
       results.push_back(bench_linear<bf16>(s, threads, false, quick, llc, backend::cpu_detail::bf16_gemm_kernel::dot));
+    if (s.m == 512)  // the decoder's prefill: quantized weights against bf16
+      for (auto f : {quant::weight_format::q8, quant::weight_format::q4})
+        results.push_back(bench_qlinear(s, f, threads, false, quick, llc));
   }
   for (auto s : gemv_shapes) {
     if (!selected(s)) continue;
     results.push_back(bench_eigen(s, threads, quick));
     results.push_back(bench_linear<float>(s, threads, true, quick, llc));
     results.push_back(bench_linear<bf16>(s, threads, true, quick, llc));
+    for (auto f : {quant::weight_format::q8, quant::weight_format::q4})
+      results.push_back(bench_qlinear(s, f, threads, true, quick, llc));
+    for (auto f : {quant::weight_format::q8, quant::weight_format::q4})  // the f32 kernels the integer ones replace
+      if (f == quant::weight_format::q8 ? TESSERA_HAVE_Q8_INT_GEMV : TESSERA_HAVE_Q4_INT_GEMV)
+        results.push_back(bench_qlinear(s, f, threads, true, quick, llc, backend::cpu_detail::quant_gemv_kernel::f32));
   }
 
   auto find = [&](shape s, std::string const& impl, std::string const& w) -> case_result const* {
@@ -274,7 +336,13 @@ int main(int argc, char** argv) {
     auto const* b = find(s, "tessera", "bf16");
     if (!b) continue;
     target(shape_name(s) + " bf16 GEMV / DRAM bandwidth", b->gbps / dram, 0.75);
+    for (char const* f : {"q8", "q4"})
+      if (auto const* q = find(s, "tessera", f)) target(shape_name(s) + " " + f + " GEMV / DRAM bandwidth", q->gbps / dram, 0.85);
   }
+  for (auto s : gemm_shapes)
+    if (auto const* b = find(s, "tessera", "bf16"))
+      for (char const* f : {"q8", "q4"})
+        if (auto const* q = find(s, "tessera", f)) target(shape_name(s) + " " + f + " GEMM / bf16 GEMM", q->gflops / b->gflops, 0.9);
   j["targets"] = targets;
   std::ofstream(json_path) << j.dump(2) << "\n";
   std::printf("\nJSON written to %s\n", json_path.c_str());

@@ -9,9 +9,11 @@
 #include <tessera/core/dtype.hpp>
 #include <tessera/model/points15/config.hpp>
 #include <tessera/model/points15/checkpoint.hpp>
+#include <tessera/quant/format.hpp>
 
 #include <cmath>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <utility>
@@ -49,14 +51,19 @@ struct random_decoder {
   lm::decoder_weights<T> hf;                   ///< separate q / k / v and gate / up (HF names)
   std::optional<lm::decoder_weights<T>> fused; ///< the same values in CustomLlama's fused layout
   std::shared_ptr<io::converted_tensors<T>> storage = std::make_shared<io::converted_tensors<T>>();
+  std::shared_ptr<std::deque<quant::quantized_matrix>> quantized = std::make_shared<std::deque<quant::quantized_matrix>>();
 };
 
 /// Weights with std `std` (norm weights 1 +- 0.1, biases std 0.1 where the config has them).
 /// With `fused`, also builds CustomLlama's key_value_dense (per KV head: its K rows, then its V
-/// rows) and dense_h_to_4h ([up; gate]) from the same values.
+/// rows) and dense_h_to_4h ([up; gate]) from the same values. With a quantized `format`, each
+/// linear layer's weight is quantized (groups of 32) as soon as it is drawn and its dense copy
+/// dropped (the views left empty), so a 7B shape needs no room for its bf16 weights; the same
+/// seed gives the weights that quantize_decoder would quantize.
 template <weight_type T>
 [[nodiscard]] random_decoder<T> make_random_decoder(lm::decoder_config const& c, std::uint64_t seed, float std = 0.02f,
-                                                    bool fused = false) {
+                                                    bool fused = false,
+                                                    quant::weight_format format = quant::weight_format::dense) {
   random_decoder<T> r;
   r.config = c;
   std::uint64_t next_seed = seed;
@@ -68,6 +75,17 @@ template <weight_type T>
   auto copy = [&](index_t n) -> T* {
     store.emplace_back(n);
     return store.back().data();
+  };
+  TESSERA_CHECK(!fused || format == quant::weight_format::dense, "make_random_decoder: fused weights are dense");
+  bool const q = format != quant::weight_format::dense;
+  // A linear layer's weight: drawn, then (quantized formats) quantized and its dense copy dropped.
+  auto weight = [&](index_t rows, index_t cols, quant::qmatrix& out) -> T* {
+    T* const p = add(rows * cols, std);
+    if (!q) return p;
+    r.quantized->push_back(quant::quantize(tensor_view<T const, 2>(p, {rows, cols}), format));
+    out = r.quantized->back().view();
+    store.pop_back();
+    return nullptr;
   };
   index_t const d = c.d_model, qd = c.q_dim(), kvd = c.kv_dim(), ff = c.d_ff, hd = c.head_dim, G = c.n_kv_heads;
   using lin = nn::linear_weights<T>;
@@ -83,20 +101,29 @@ template <weight_type T>
   for (index_t l = 0; l < c.n_layers; ++l) {
     lm::decoder_layer_weights<T> w;
     w.input_norm = norm();
-    w.q = lin{mat(add(qd * d, std), qd, d), c.qkv_bias ? std::optional(vec(add(qd, 0.1f), qd)) : std::nullopt};
-    T* const kw = add(kvd * d, std);
-    T* const vw = add(kvd * d, std);
+    w.q.weight = mat(weight(qd, d, w.q.quantized), q ? 0 : qd, q ? 0 : d);
+    if (c.qkv_bias) w.q.bias = vec(add(qd, 0.1f), qd);
+    T* const kw = weight(kvd, d, w.k.quantized);
+    T* const vw = weight(kvd, d, w.v.quantized);
     T* const kb = c.qkv_bias ? add(kvd, 0.1f) : nullptr;
     T* const vb = c.qkv_bias ? add(kvd, 0.1f) : nullptr;
-    w.k.weight = tensor_view<T const, 3>(kw, {G, hd, d});
-    w.v.weight = tensor_view<T const, 3>(vw, {G, hd, d});
+    if (!q) {
+      w.k.weight = tensor_view<T const, 3>(kw, {G, hd, d});
+      w.v.weight = tensor_view<T const, 3>(vw, {G, hd, d});
+    }
     if (kb) w.k.bias = tensor_view<T const, 2>(kb, {G, hd});
     if (vb) w.v.bias = tensor_view<T const, 2>(vb, {G, hd});
-    w.o = lin{mat(add(d * qd, std), d, qd), c.o_bias ? std::optional(vec(add(d, 0.1f), d)) : std::nullopt};
+    auto linear = [&](index_t rows, index_t cols, bool bias) {
+      lin l;
+      l.weight = mat(weight(rows, cols, l.quantized), q ? 0 : rows, q ? 0 : cols);
+      if (bias) l.bias = vec(add(rows, 0.1f), rows);
+      return l;
+    };
+    w.o = linear(d, qd, c.o_bias);
     w.post_norm = norm();
-    w.gate = lin{mat(add(ff * d, std), ff, d), c.gate_up_bias ? std::optional(vec(add(ff, 0.1f), ff)) : std::nullopt};
-    w.up = lin{mat(add(ff * d, std), ff, d), c.gate_up_bias ? std::optional(vec(add(ff, 0.1f), ff)) : std::nullopt};
-    w.down = lin{mat(add(d * ff, std), d, ff), c.down_bias ? std::optional(vec(add(d, 0.1f), d)) : std::nullopt};
+    w.gate = linear(ff, d, c.gate_up_bias);
+    w.up = linear(ff, d, c.gate_up_bias);
+    w.down = linear(d, ff, c.down_bias);
     r.hf.layers.push_back(w);
     if (fused) {
       lm::decoder_layer_weights<T> f = w;
@@ -137,7 +164,9 @@ template <weight_type T>
   } else {
     r.hf.lm_head = mat(add(c.vocab_size * d, std), c.vocab_size, d);
   }
-  r.hf.keep_alive = r.storage;
+  r.hf.keep_alive = q ? std::shared_ptr<void const>(std::make_shared<std::pair<decltype(r.storage), decltype(r.quantized)>>(
+                             r.storage, r.quantized))
+                       : std::shared_ptr<void const>(r.storage);
   if (fused) {
     r.fused->embed = r.hf.embed;
     r.fused->final_norm = r.hf.final_norm;

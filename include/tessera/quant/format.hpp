@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <optional>
 #include <string_view>
@@ -174,11 +175,29 @@ template <weight_type T>
   index_t const rb = row_bytes(f, cols);
   out.data.assign(static_cast<std::size_t>(rows * rb), 0);
   out.scales.resize(static_cast<std::size_t>(rows * (cols / group)));
-  std::vector<float> row(static_cast<std::size_t>(cols));
-  for (index_t r = 0; r < rows; ++r) {
-    for (index_t k = 0; k < cols; ++k) row[static_cast<std::size_t>(k)] = to_float(w(r, k));
-    quantize_row(f, row.data(), cols, group, out.data.data() + r * rb, out.scales.data() + r * (cols / group));
+  // Rows in parallel (a 7B model's layers quantize in seconds); the first error is rethrown.
+  std::exception_ptr failed;
+#if defined(_OPENMP)
+#pragma omp parallel if (rows * cols > (1 << 20))
+#endif
+  {
+    std::vector<float> row(static_cast<std::size_t>(cols));
+#if defined(_OPENMP)
+#pragma omp for schedule(static)
+#endif
+    for (index_t r = 0; r < rows; ++r) {
+      try {
+        for (index_t k = 0; k < cols; ++k) row[static_cast<std::size_t>(k)] = to_float(w(r, k));
+        quantize_row(f, row.data(), cols, group, out.data.data() + r * rb, out.scales.data() + r * (cols / group));
+      } catch (...) {
+#if defined(_OPENMP)
+#pragma omp critical(tessera_quantize_error)
+#endif
+        if (!failed) failed = std::current_exception();
+      }
+    }
   }
+  if (failed) std::rethrow_exception(failed);
   return out;
 }
 

@@ -18,6 +18,7 @@
 #include <tessera/quant/format.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -141,6 +142,260 @@ void qgemv_rows(qgemm_args<Bias> const& g, index_t n_begin, index_t n_end) noexc
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// 4-bit decode with integer dot products. Dequantizing 4-bit weights to f32 costs more
+// instructions per byte than the memory system delivers bytes (bench_kernels: about half the DRAM
+// roof on Zen 4), so where the target has AVX512-VNNI or AVX2, x is quantized too, per group of 32
+// (d_x = max |x| / 127, x8 = round(x / d_x), in f32: llama.cpp's Q8 activations) and each group's
+// sum of (q - 8) * x8 is formed in int32 -- exact -- then scaled by d_w * d_x. The cost is x's
+// rounding: at most d_x / 2 per element, against the weights' step d_w (their error is 8 times
+// larger relative to the group's largest value, so the 4-bit error dominates).
+
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+#define TESSERA_HAVE_Q4_INT_GEMV 1
+#elif defined(__AVX2__)
+#define TESSERA_HAVE_Q4_INT_GEMV 1
+#else
+#define TESSERA_HAVE_Q4_INT_GEMV 0
+#endif
+
+#if TESSERA_HAVE_Q4_INT_GEMV
+/// Groups of 32 per block of the integer kernel: 4 (one zmm of packed nibbles) or 2 (one ymm).
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+inline constexpr index_t q4_block_groups = 4;
+#else
+inline constexpr index_t q4_block_groups = 2;
+#endif
+
+/// x quantized for the integer kernel, per row: x8 (int8, blocks of q4_block_groups groups, each
+/// block the groups' first 16 values then their last 16, as the nibbles unpack), the per-group
+/// scale d_x and, per 32-bit lane of a block, -8 times the sum of the 8 x8 values the lane's dot
+/// product covers (so the accumulator starts at the -8 offset's share). Padded with zeros to
+/// whole blocks.
+struct q4_x_layout {
+  index_t blocks;          // per row
+  std::int8_t* x8;         // [m][blocks][2][16 * q4_block_groups]
+  float* dx;               // [m][blocks * q4_block_groups]
+  std::int32_t* offset;    // [m][blocks][4 * q4_block_groups]
+};
+
+inline void quantize_x_for_q4(float const* x, index_t ldx, index_t m, index_t k, q4_x_layout const& q) noexcept {
+  constexpr index_t G = q4_block_groups;
+  index_t const groups = k / 32;
+  for (index_t i = 0; i < m; ++i) {
+    std::int8_t* x8 = q.x8 + i * q.blocks * 32 * G;
+    float* dx = q.dx + i * q.blocks * G;
+    std::int32_t* off = q.offset + i * q.blocks * 4 * G;
+    std::memset(x8, 0, static_cast<std::size_t>(q.blocks * 32 * G));
+    std::memset(dx, 0, static_cast<std::size_t>(q.blocks * G) * sizeof(float));
+    std::memset(off, 0, static_cast<std::size_t>(q.blocks * 4 * G) * sizeof(std::int32_t));
+    for (index_t g = 0; g < groups; ++g) {
+      float const* xg = x + i * ldx + g * 32;
+      float amax = 0.0f;
+      for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(xg[j]));
+      float const d = amax / 127.0f, inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+      index_t const b = g / G, slot = g % G;
+      dx[g] = d;
+      for (int j = 0; j < 32; ++j) {
+        auto const v = static_cast<std::int8_t>(std::nearbyint(xg[j] * inv));
+        // first 16 values in the block's low half, last 16 in its high half, 16 bytes per group
+        index_t const at = b * 32 * G + (j < 16 ? 0 : 16 * G) + slot * 16 + (j & 15);
+        x8[at] = v;
+        off[b * 4 * G + slot * 4 + (j & 15) / 4] -= 8 * v;
+      }
+    }
+  }
+}
+
+/// Small-M 4-bit kernel with integer dot products: outputs [n_begin, n_end) for MROWS x rows.
+template <int MROWS, class Bias>
+void q4_int_gemv_rows(qgemm_args<Bias> const& g, q4_x_layout const& q, index_t n_begin, index_t n_end) noexcept {
+  constexpr index_t G = q4_block_groups;
+  quant::qmatrix const& w = g.w;
+  index_t const groups = w.cols / 32, per_scale = w.group / 32;
+  for (index_t n = n_begin; n < n_end; ++n) {
+    std::uint8_t const* qr = w.row(n);
+    f16 const* sr = w.row_scales(n);
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+    __m512 acc[MROWS];
+    for (auto& a : acc) a = _mm512_setzero_ps();
+    __m512i const low4 = _mm512_set1_epi8(0x0F);
+    __m512i const quad = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+    for (index_t b = 0; b < q.blocks; ++b) {
+      index_t const g0 = b * G, in_block = std::min<index_t>(G, groups - g0);
+      __mmask64 const mask = in_block == G ? ~__mmask64{0} : (__mmask64{1} << (16 * in_block)) - 1;
+      __m512i const raw = _mm512_maskz_loadu_epi8(mask, qr + g0 * 16);
+      _mm_prefetch(reinterpret_cast<char const*>(qr + g0 * 16 + 512), _MM_HINT_T0);
+      __m512i const lo = _mm512_and_si512(raw, low4), hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4);
+      alignas(16) float dw[4] = {0, 0, 0, 0};
+      if (per_scale == 1 && in_block == G) {
+        _mm_store_ps(dw, _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<__m128i const*>(sr + g0))));
+      } else {
+        for (index_t j = 0; j < in_block; ++j) dw[j] = scale_to_float(sr[(g0 + j) / per_scale]);
+      }
+      __m512 const dw16 = _mm512_permutexvar_ps(quad, _mm512_castps128_ps512(_mm_load_ps(dw)));
+      for (int m = 0; m < MROWS; ++m) {
+        std::int8_t const* xb = q.x8 + (m * q.blocks + b) * 32 * G;
+        __m512i v = _mm512_loadu_si512(q.offset + (m * q.blocks + b) * 4 * G);
+        v = _mm512_dpbusd_epi32(v, lo, _mm512_loadu_si512(xb));
+        v = _mm512_dpbusd_epi32(v, hi, _mm512_loadu_si512(xb + 16 * G));
+        __m512 const dx16 = _mm512_permutexvar_ps(quad, _mm512_castps128_ps512(_mm_loadu_ps(q.dx + (m * q.blocks + b) * G)));
+        acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), _mm512_mul_ps(dw16, dx16), acc[m]);
+      }
+    }
+    for (int m = 0; m < MROWS; ++m)
+      g.y[m * g.ldy + n] = _mm512_reduce_add_ps(acc[m]) + (g.bias ? to_float(g.bias[n]) : 0.0f);
+#else  // AVX2: maddubs (u8 x s8 -> pairs of s16) and madd with ones (-> s32)
+    __m256 acc[MROWS];
+    for (auto& a : acc) a = _mm256_setzero_ps();
+    __m256i const low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    __m256i const quad = _mm256_set_epi32(1, 1, 1, 1, 0, 0, 0, 0);
+    for (index_t b = 0; b < q.blocks; ++b) {
+      index_t const g0 = b * G, in_block = std::min<index_t>(G, groups - g0);
+      __m256i raw;
+      if (in_block == G) {
+        raw = _mm256_loadu_si256(reinterpret_cast<__m256i const*>(qr + g0 * 16));
+      } else {
+        raw = _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<__m128i const*>(qr + g0 * 16)));
+      }
+      _mm_prefetch(reinterpret_cast<char const*>(qr + g0 * 16 + 512), _MM_HINT_T0);
+      __m256i const lo = _mm256_and_si256(raw, low4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4);
+      float dw[2] = {scale_to_float(sr[g0 / per_scale]), in_block == G ? scale_to_float(sr[(g0 + 1) / per_scale]) : 0.0f};
+      __m256 const dw8 = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_setr_ps(dw[0], dw[1], 0, 0)), quad);
+      for (int m = 0; m < MROWS; ++m) {
+        std::int8_t const* xb = q.x8 + (m * q.blocks + b) * 32 * G;
+        __m256i const p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256(reinterpret_cast<__m256i const*>(xb))),
+                                           _mm256_maddubs_epi16(hi, _mm256_loadu_si256(reinterpret_cast<__m256i const*>(xb + 16 * G))));
+        __m256i const v = _mm256_add_epi32(_mm256_madd_epi16(p, ones),
+                                           _mm256_loadu_si256(reinterpret_cast<__m256i const*>(q.offset + (m * q.blocks + b) * 4 * G)));
+        __m256 const dx8 = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_castsi128_ps(_mm_loadl_epi64(
+                                                        reinterpret_cast<__m128i const*>(q.dx + (m * q.blocks + b) * G)))),
+                                                    quad);
+        acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_mul_ps(dw8, dx8), acc[m]);
+      }
+    }
+    for (int m = 0; m < MROWS; ++m) {
+      __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc[m]), _mm256_extractf128_ps(acc[m], 1));
+      s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+      s = _mm_add_ss(s, _mm_movehdup_ps(s));
+      g.y[m * g.ldy + n] = _mm_cvtss_f32(s) + (g.bias ? to_float(g.bias[n]) : 0.0f);
+    }
+#endif
+  }
+}
+#endif  // TESSERA_HAVE_Q4_INT_GEMV
+
+// ---------------------------------------------------------------------------------------------
+// 8-bit decode with 16-bit integer activations. The f32 kernel above spends five instructions per
+// 16 weights (widen, convert, scale, multiply-add) and stays under the DRAM roof on 2 cores; here x
+// is quantized once per call to int16 with one scale per row (d_x = max |x| / 32767, an error of at
+// most d_x / 2 per element: for max |x| = 50 sigma, 4e-4 sigma, far below bf16's 2^-9 relative
+// rounding), and each group of 32 is one vpmaddwd of the sign-extended weights (exact in int32),
+// one conversion and one multiply-add by the group's scale.
+
+#if defined(__AVX512BW__) || defined(__AVX2__)
+#define TESSERA_HAVE_Q8_INT_GEMV 1
+#else
+#define TESSERA_HAVE_Q8_INT_GEMV 0
+#endif
+
+#if TESSERA_HAVE_Q8_INT_GEMV
+/// x rows as int16 (row stride ld, zero-padded to a multiple of 32) and their scales d_x.
+struct q8_x_layout {
+  index_t ld;
+  std::int16_t* x16;  // [m][ld]
+  float* dx;          // [m]
+};
+
+inline void quantize_x_for_q8(float const* x, index_t ldx, index_t m, index_t k, q8_x_layout const& q) noexcept {
+  for (index_t i = 0; i < m; ++i) {
+    float const* xr = x + i * ldx;
+    float amax = 0.0f;
+    for (index_t j = 0; j < k; ++j) amax = std::max(amax, std::fabs(xr[j]));
+    float const inv = amax > 0.0f ? 32767.0f / amax : 0.0f;
+    q.dx[i] = amax / 32767.0f;
+    std::int16_t* o = q.x16 + i * q.ld;
+    for (index_t j = 0; j < k; ++j) o[j] = static_cast<std::int16_t>(std::nearbyint(xr[j] * inv));
+    for (index_t j = k; j < q.ld; ++j) o[j] = 0;
+  }
+}
+
+/// Small-M 8-bit kernel with 16-bit integer x: outputs [n_begin, n_end) for MROWS x rows.
+template <int MROWS, class Bias>
+void q8_int_gemv_rows(qgemm_args<Bias> const& g, q8_x_layout const& q, index_t n_begin, index_t n_end) noexcept {
+  quant::qmatrix const& w = g.w;
+  index_t const groups = w.cols / 32, per_scale = w.group / 32;
+  constexpr int R = MROWS == 1 ? 2 : 1;  // W rows per pass
+  for (index_t n = n_begin; n < n_end; n += R) {
+    int const rows = static_cast<int>(std::min<index_t>(R, n_end - n));
+    std::uint8_t const* qr[R];
+    f16 const* sr[R];
+    for (int r = 0; r < R; ++r) {
+      qr[r] = w.row(n + std::min(r, rows - 1));
+      sr[r] = w.row_scales(n + std::min(r, rows - 1));
+    }
+#if defined(__AVX512BW__)
+    __m512 acc[MROWS][R];
+    for (auto& am : acc)
+      for (auto& a : am) a = _mm512_setzero_ps();
+    alignas(64) float ds[R][16];
+    for (index_t j = 0; j < groups; ++j) {
+      if (j % 16 == 0)
+        for (int r = 0; r < R; ++r) {
+          if (per_scale == 1 && j + 16 <= groups)
+            _mm512_store_ps(ds[r], _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<__m256i const*>(sr[r] + j))));
+          else
+            for (index_t t = 0; t < 16 && j + t < groups; ++t) ds[r][t] = scale_to_float(sr[r][(j + t) / per_scale]);
+        }
+      __m512i wv[R];
+      for (int r = 0; r < R; ++r) {
+        _mm_prefetch(reinterpret_cast<char const*>(qr[r] + j * 32 + 1024), _MM_HINT_T0);
+        wv[r] = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<__m256i const*>(qr[r] + j * 32)));
+      }
+      for (int m = 0; m < MROWS; ++m) {
+        __m512i const xv = _mm512_loadu_si512(q.x16 + m * q.ld + j * 32);
+        for (int r = 0; r < R; ++r)
+          acc[m][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_madd_epi16(wv[r], xv)), _mm512_set1_ps(ds[r][j % 16]),
+                                      acc[m][r]);
+      }
+    }
+    for (int m = 0; m < MROWS; ++m)
+      for (int r = 0; r < rows; ++r)
+        g.y[m * g.ldy + n + r] = _mm512_reduce_add_ps(acc[m][r]) * q.dx[m] + (g.bias ? to_float(g.bias[n + r]) : 0.0f);
+#else
+    __m256 acc[MROWS][R];
+    for (auto& am : acc)
+      for (auto& a : am) a = _mm256_setzero_ps();
+    for (index_t j = 0; j < groups; ++j) {
+      __m256i wv[R][2];
+      __m256 dv[R];
+      for (int r = 0; r < R; ++r) {
+        _mm_prefetch(reinterpret_cast<char const*>(qr[r] + j * 32 + 1024), _MM_HINT_T0);
+        wv[r][0] = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<__m128i const*>(qr[r] + j * 32)));
+        wv[r][1] = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<__m128i const*>(qr[r] + j * 32 + 16)));
+        dv[r] = _mm256_set1_ps(scale_to_float(sr[r][j / per_scale]));
+      }
+      for (int m = 0; m < MROWS; ++m) {
+        __m256i const x0 = _mm256_loadu_si256(reinterpret_cast<__m256i const*>(q.x16 + m * q.ld + j * 32));
+        __m256i const x1 = _mm256_loadu_si256(reinterpret_cast<__m256i const*>(q.x16 + m * q.ld + j * 32 + 16));
+        for (int r = 0; r < R; ++r) {
+          __m256i const v = _mm256_add_epi32(_mm256_madd_epi16(wv[r][0], x0), _mm256_madd_epi16(wv[r][1], x1));
+          acc[m][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), dv[r], acc[m][r]);
+        }
+      }
+    }
+    for (int m = 0; m < MROWS; ++m)
+      for (int r = 0; r < rows; ++r) {
+        __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc[m][r]), _mm256_extractf128_ps(acc[m][r], 1));
+        s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        g.y[m * g.ldy + n + r] = _mm_cvtss_f32(s) * q.dx[m] + (g.bias ? to_float(g.bias[n + r]) : 0.0f);
+      }
+#endif
+  }
+}
+#endif  // TESSERA_HAVE_Q8_INT_GEMV
+
 template <class A, quant::weight_format F, class Bias>
 struct qgemv_kernel {
   template <int MROWS>
@@ -178,6 +433,16 @@ void dequantize_rows(quant::qmatrix const& w, index_t r0, index_t r1, Out* out, 
   }
 }
 
+/// Which kernel runs quantized decode (M <= gemv_max_rows).
+enum class quant_gemv_kernel {
+  /// integer where the target has one (TESSERA_HAVE_Q8_INT_GEMV, TESSERA_HAVE_Q4_INT_GEMV), else f32
+  automatic,
+  /// x kept in f32, the weights dequantized in registers (the reference's products)
+  f32,
+  /// x quantized (8-bit weights: int16 per row; 4-bit: int8 per group of 32), integer dot products
+  integer,
+};
+
 /// Rows of W dequantized per block of the large-M path: a block of bf16 (f32) takes this many rows
 /// times K times 2 (4) bytes of scratch, and one call of the dense engine.
 inline constexpr index_t qgemm_block_rows = 256;
@@ -185,14 +450,69 @@ inline constexpr index_t qgemm_block_rows = 256;
 /// y = x W^T (+ bias) with quantized W. bf16_products: x is rounded to bf16 first; in the large-M
 /// path the dequantized W too (see the header comment).
 template <class A, class Bias>
-void qgemm(qgemm_args<Bias> g, bool bf16_products, exec_ctx<cpu_simd<A>>& ctx) {
+void qgemm(qgemm_args<Bias> g, bool bf16_products, exec_ctx<cpu_simd<A>>& ctx,
+           quant_gemv_kernel gemv_kernel = quant_gemv_kernel::automatic) {
   using blk = gemm_blocking<A>;
   index_t const n = g.w.rows, k = g.w.cols;
   if (g.m == 0 || n == 0) return;
   auto frame = ctx.scratch().open();
   bool const tiny = static_cast<double>(g.m) * static_cast<double>(n) * static_cast<double>(k) < gemm_min_parallel_macs;
   int const threads = tiny ? 1 : std::max(1, ctx.threads());
+  (void)gemv_kernel;  // no integer kernel in this build
   if (g.m <= blk::gemv_max_rows) {
+#if TESSERA_HAVE_Q4_INT_GEMV
+    if (g.w.format == quant::weight_format::q4 && gemv_kernel != quant_gemv_kernel::f32) {
+      float const* xs = g.x;
+      index_t ldxs = g.ldx;
+      if (bf16_products) {
+        float* xr = frame.template alloc<float>(static_cast<std::size_t>(g.m * k));
+        round_rows_to_bf16<A>(g.x, g.ldx, g.m, k, xr, k);
+        xs = xr;
+        ldxs = k;
+      }
+      index_t const blocks = (k / 32 + q4_block_groups - 1) / q4_block_groups;
+      q4_x_layout const q{blocks, frame.template alloc<std::int8_t>(static_cast<std::size_t>(g.m * blocks * 32 * q4_block_groups)),
+                          frame.template alloc<float>(static_cast<std::size_t>(g.m * blocks * q4_block_groups)),
+                          frame.template alloc<std::int32_t>(static_cast<std::size_t>(g.m * blocks * 4 * q4_block_groups))};
+      quantize_x_for_q4(xs, ldxs, g.m, k, q);
+      parallel_region(threads, [&](int t, int T) {
+        auto const r = split(n, t, T, 4);
+        switch (g.m) {
+          case 1: q4_int_gemv_rows<1>(g, q, r.begin, r.end); break;
+          case 2: q4_int_gemv_rows<2>(g, q, r.begin, r.end); break;
+          case 3: q4_int_gemv_rows<3>(g, q, r.begin, r.end); break;
+          default: q4_int_gemv_rows<4>(g, q, r.begin, r.end); break;
+        }
+      });
+      return;
+    }
+#endif
+#if TESSERA_HAVE_Q8_INT_GEMV
+    if (g.w.format == quant::weight_format::q8 && gemv_kernel != quant_gemv_kernel::f32) {
+      float const* xs = g.x;
+      index_t ldxs = g.ldx;
+      if (bf16_products) {
+        float* xr = frame.template alloc<float>(static_cast<std::size_t>(g.m * k));
+        round_rows_to_bf16<A>(g.x, g.ldx, g.m, k, xr, k);
+        xs = xr;
+        ldxs = k;
+      }
+      index_t const ld = (k + 31) / 32 * 32;
+      q8_x_layout const q{ld, frame.template alloc<std::int16_t>(static_cast<std::size_t>(g.m * ld)),
+                          frame.template alloc<float>(static_cast<std::size_t>(g.m))};
+      quantize_x_for_q8(xs, ldxs, g.m, k, q);
+      parallel_region(threads, [&](int t, int T) {
+        auto const r = split(n, t, T, 4);
+        switch (g.m) {
+          case 1: q8_int_gemv_rows<1>(g, q, r.begin, r.end); break;
+          case 2: q8_int_gemv_rows<2>(g, q, r.begin, r.end); break;
+          case 3: q8_int_gemv_rows<3>(g, q, r.begin, r.end); break;
+          default: q8_int_gemv_rows<4>(g, q, r.begin, r.end); break;
+        }
+      });
+      return;
+    }
+#endif
     if (bf16_products) {  // x rounded to bf16 once; the products are then exact in f32
       float* xr = frame.template alloc<float>(static_cast<std::size_t>(g.m * k));
       round_rows_to_bf16<A>(g.x, g.ldx, g.m, k, xr, k);
