@@ -14,10 +14,11 @@
 //
 // Usage: chat --model DIR [--image FILE]... [--prompt TEXT] [--max-new-tokens N] [--greedy]
 //             [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--repetition-penalty R]
-//             [--seed S] [--stop TEXT]... [--threads N] [--weights auto|bf16|f32]
+//             [--seed S] [--stop TEXT]... [--threads N] [--weights auto|bf16|f32|q8|q4]
 //             [--max-context N] [--max-image-pixels N] [--print-ids]
 // --weights auto runs bf16 checkpoints as bf16 (mmapped) and f32 / f16 ones as f32; the KV cache
-// follows the weights. --max-context bounds prompt + answer (default: the LLM's
+// follows the weights. q8 / q4 quantize the LLM's linear layers on load (8 or 4 bits, a scale per
+// 32 weights; docs/quantization.md), the rest as auto. --max-context bounds prompt + answer (default: the LLM's
 // max_position_embeddings); --max-image-pixels bounds the decoded size of an image file
 // (default: Pillow's decompression-bomb limit). --print-ids prints the answer's ids after it.
 #include "common/sampling_flags.hpp"
@@ -53,6 +54,12 @@ struct options {
   index_t threads = 0, max_context = 0, max_image_pixels = 0;
   std::string weights = "auto";
   bool print_ids = false;
+  /// --weights q8 / q4: the LLM's linear layers quantized on load
+  [[nodiscard]] tessera::quant::weight_format linear_format() const {
+    return weights == "q8" ? tessera::quant::weight_format::q8
+           : weights == "q4" ? tessera::quant::weight_format::q4
+                             : tessera::quant::weight_format::dense;
+  }
 };
 
 options parse_args(int argc, char** argv) {
@@ -77,7 +84,8 @@ options parse_args(int argc, char** argv) {
     else examples::usage("unknown argument '" + std::string(a) + "'");
   }
   if (o.model_dir.empty()) examples::usage("--model DIR is required (a POINTS1.5 checkpoint directory)");
-  if (o.weights != "auto" && o.weights != "bf16" && o.weights != "f32") examples::usage("--weights takes auto, bf16 or f32");
+  if (o.weights != "auto" && o.weights != "bf16" && o.weights != "f32" && o.weights != "q8" && o.weights != "q4")
+    examples::usage("--weights takes auto, bf16, f32, q8 or q4");
   return o;
 }
 
@@ -156,18 +164,22 @@ int run(options const& o) {
   model::points15_load_options lo;
   lo.threads = static_cast<int>(o.threads);
   if (o.max_image_pixels > 0) lo.image_limits.max_pixels = o.max_image_pixels;
+  lo.decoder.quantize.format = o.linear_format();
   auto m = model::points15<backend::cpu, T>::load(o.model_dir, lo);
   double const load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   model::points15_config const& c = m.config();
   io::binding_report const& rep = m.report();
   std::fprintf(stderr,
-               "model %s: POINTS1.5, vision %ld blocks x %ld, %s decoder %ld layers x %ld, vocab %ld; %s weights "
+               "model %s: POINTS1.5, vision %ld blocks x %ld, %s decoder %ld layers x %ld, vocab %ld; %s weights%s "
                "(%zu tensors mmapped, %zu converted); %d threads; loaded in %.2f s\n",
                o.model_dir.string().c_str(), static_cast<long>(c.vision.depth), static_cast<long>(c.vision.embed_dim),
                std::string(lm::name_of(c.decoder.flavour)).c_str(), static_cast<long>(c.decoder.n_layers),
                static_cast<long>(c.decoder.d_model), static_cast<long>(c.decoder.vocab_size),
-               std::is_same_v<T, tessera::bf16> ? "bf16" : "f32", rep.n_bound - rep.n_converted, rep.n_converted,
-               m.ctx().threads(), load_s);
+               std::is_same_v<T, tessera::bf16> ? "bf16" : "f32",
+               o.linear_format() == tessera::quant::weight_format::dense ? ""
+               : o.linear_format() == tessera::quant::weight_format::q8  ? ", the LLM's linear layers q8"
+                                                                        : ", the LLM's linear layers q4",
+               rep.n_bound - rep.n_converted, rep.n_converted, m.ctx().threads(), load_s);
   if (!m.preprocessor().defaulted.empty()) {
     std::string fields;
     for (std::string const& f : m.preprocessor().defaulted) fields += (fields.empty() ? "" : ", ") + f;
@@ -208,7 +220,7 @@ void examples::usage(std::string const& why) {
                "chat: %s\n"
                "usage: chat --model DIR [--image FILE]... [--prompt TEXT]\n"
                "            %s\n"
-               "            [--threads N] [--weights auto|bf16|f32] [--max-context N] [--max-image-pixels N]\n"
+               "            [--threads N] [--weights auto|bf16|f32|q8|q4] [--max-context N] [--max-image-pixels N]\n"
                "            [--print-ids]\n",
                why.c_str(), examples::sampling_usage);
   std::exit(2);
@@ -224,8 +236,9 @@ int main(int argc, char** argv) {
   }
   try {
     model::points15_config const cfg = model::read_points15_config(o.model_dir);
-    bool const bf16 = o.weights == "auto" ? !cfg.decoder.torch_dtype || *cfg.decoder.torch_dtype == tessera::dtype::bf16
-                                          : o.weights == "bf16";
+    bool const bf16 = o.weights == "auto" || o.linear_format() != tessera::quant::weight_format::dense
+                          ? !cfg.decoder.torch_dtype || *cfg.decoder.torch_dtype == tessera::dtype::bf16
+                          : o.weights == "bf16";
     return bf16 ? run<tessera::bf16>(o) : run<float>(o);
   } catch (tessera::error const& e) {
     std::fprintf(stderr, "chat: %s\n", e.what());

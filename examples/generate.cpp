@@ -8,7 +8,7 @@
 // Usage: generate --model DIR [--prompt TEXT] [--system TEXT] [--template qwen2.5|qwen2|points|none]
 //                 [--max-new-tokens N] [--greedy] [--temperature T] [--top-k K] [--top-p P]
 //                 [--min-p P] [--repetition-penalty R] [--seed S] [--stop TEXT]...
-//                 [--max-context N] [--threads N] [--tokenizer PATH] [--weights auto|bf16|f32]
+//                 [--max-context N] [--threads N] [--tokenizer PATH] [--weights auto|bf16|f32|q8|q4]
 //                 [--kv-cache auto|bf16|f32] [--prompt-ids "ID ID ..."] [--print-ids]
 // Sampling starts from the model's generation_config.json as transformers reads it (Qwen2.5-Instruct:
 // temperature 0.7, top_k 20, top_p 0.8, repetition_penalty 1.05; absent fields take
@@ -16,7 +16,8 @@
 // top-k off); --greedy or --temperature 0 decodes greedily. Generation stops at the stop tokens (generation_config's and
 // config's eos_token_id, <|im_end|>, <|endoftext|>), a --stop string, or --max-new-tokens.
 // bf16 checkpoints are used in place (mmapped); f32 and f16 ones are converted to f32 weights
-// (--weights chooses explicitly). The KV cache follows the weights, as transformers' cache follows
+// (--weights chooses explicitly; q8 / q4 quantize the linear layers on load, 8 or 4 bits with a
+// scale per 32 weights, the rest as auto: docs/quantization.md). The KV cache follows the weights, as transformers' cache follows
 // the model's dtype (f32 model: f32 cache, bf16 model: bf16 cache); --kv-cache chooses explicitly.
 // --prompt-ids feeds token ids directly (no template, no tokenizer encode); --print-ids prints the
 // generated ids on a line of their own after the text.
@@ -58,6 +59,12 @@ struct options {
   index_t max_context = 0, threads = 0;
   examples::sampling_flags sampling;
   std::string weights = "auto", kv_cache = "auto";
+  /// --weights q8 / q4: the linear layers quantized on load
+  [[nodiscard]] tessera::quant::weight_format linear_format() const {
+    return weights == "q8" ? tessera::quant::weight_format::q8
+           : weights == "q4" ? tessera::quant::weight_format::q4
+                             : tessera::quant::weight_format::dense;
+  }
   std::optional<std::vector<text::token_id>> prompt_ids;
   bool print_ids = false;
 };
@@ -92,8 +99,9 @@ options parse_args(int argc, char** argv) {
     else examples::usage("unknown argument '" + std::string(a) + "'");
   }
   if (o.model_dir.empty()) examples::usage("--model DIR is required (a Qwen2 / Qwen2.5 checkpoint directory)");
-  for (std::string const* v : {&o.weights, &o.kv_cache})
-    if (*v != "auto" && *v != "bf16" && *v != "f32") examples::usage("--weights and --kv-cache take auto, bf16 or f32");
+  if (o.weights != "auto" && o.weights != "bf16" && o.weights != "f32" && o.weights != "q8" && o.weights != "q4")
+    examples::usage("--weights takes auto, bf16, f32, q8 or q4");
+  if (o.kv_cache != "auto" && o.kv_cache != "bf16" && o.kv_cache != "f32") examples::usage("--kv-cache takes auto, bf16 or f32");
   if (o.template_name != "qwen2.5" && o.template_name != "qwen2" && o.template_name != "points" &&
       o.template_name != "none")
     examples::usage("--template takes qwen2.5, qwen2, points or none");
@@ -109,7 +117,9 @@ text::tokenizer load_tokenizer(options const& o) {
 template <class T, class KV>
 int run(options const& o, io::dtype_policy dtypes) {
   auto const t0 = std::chrono::steady_clock::now();
-  auto loaded = model::load_qwen2_decoder<backend::cpu, T>(o.model_dir, dtypes);
+  lm::decoder_options dopt;
+  dopt.quantize.format = o.linear_format();
+  auto loaded = model::load_qwen2_decoder<backend::cpu, T>(o.model_dir, dtypes, dopt);
   lm::qwen2_decoder<backend::cpu, T> const& dec = loaded.decoder;
   text::tokenizer const tok = load_tokenizer(o);
   model::generation_defaults const gen = model::read_generation_config(o.model_dir);
@@ -148,11 +158,15 @@ int run(options const& o, io::dtype_policy dtypes) {
 
   lm::decoder_config const& c = dec.config();
   std::fprintf(stderr,
-               "model %s: %ld layers, d_model %ld, %ld/%ld heads, vocab %ld, %s weights (%zu tensors mmapped, %zu "
+               "model %s: %ld layers, d_model %ld, %ld/%ld heads, vocab %ld, %s weights%s (%zu tensors mmapped, %zu "
                "converted), loaded in %.2f s\n",
                o.model_dir.string().c_str(), static_cast<long>(c.n_layers), static_cast<long>(c.d_model),
                static_cast<long>(c.n_heads), static_cast<long>(c.n_kv_heads), static_cast<long>(c.vocab_size),
-               std::is_same_v<T, tessera::bf16> ? "bf16" : "f32", loaded.report.n_bound - loaded.report.n_converted,
+               std::is_same_v<T, tessera::bf16> ? "bf16" : "f32",
+               o.linear_format() == tessera::quant::weight_format::dense ? ""
+               : o.linear_format() == tessera::quant::weight_format::q8  ? ", linear layers q8"
+                                                                        : ", linear layers q4",
+               loaded.report.n_bound - loaded.report.n_converted,
                loaded.report.n_converted, load_s);
   lm::sampling_config const& s = opt.sampling;
   if (s.do_sample)
@@ -198,7 +212,7 @@ void examples::usage(std::string const& why) {
                "generate: %s\n"
                "usage: generate --model DIR [--prompt TEXT] [--system TEXT] [--template qwen2.5|qwen2|points|none]\n"
                "                %s\n"
-               "                [--max-context N] [--threads N] [--tokenizer PATH] [--weights auto|bf16|f32]\n"
+               "                [--max-context N] [--threads N] [--tokenizer PATH] [--weights auto|bf16|f32|q8|q4]\n"
                "                [--kv-cache auto|bf16|f32] [--prompt-ids \"ID ID ...\"] [--print-ids]\n",
                why.c_str(), examples::sampling_usage);
   std::exit(2);
@@ -210,8 +224,9 @@ int main(int argc, char** argv) {
     // bf16 checkpoints are used in place (mmapped); f32 and f16 ones are converted to f32. The
     // cache follows the weights unless --kv-cache says otherwise.
     model::qwen2_config const cfg = model::read_qwen2_config(o.model_dir);
-    bool const bf16 = o.weights == "auto" ? !cfg.torch_dtype || *cfg.torch_dtype == tessera::dtype::bf16
-                                          : o.weights == "bf16";
+    bool const bf16 = o.weights == "auto" || o.linear_format() != tessera::quant::weight_format::dense
+                          ? !cfg.torch_dtype || *cfg.torch_dtype == tessera::dtype::bf16
+                          : o.weights == "bf16";
     // auto: lm::default_kv_t of the weights (the cache follows the model, as in transformers).
     bool const kv_bf16 = o.kv_cache == "auto" ? std::is_same_v<lm::default_kv_t<tessera::bf16>, tessera::bf16> && bf16
                                               : o.kv_cache == "bf16";
