@@ -21,6 +21,7 @@
 // 32 weights; docs/quantization.md), the rest as auto. --max-context bounds prompt + answer (default: the LLM's
 // max_position_embeddings); --max-image-pixels bounds the decoded size of an image file
 // (default: Pillow's decompression-bomb limit). --print-ids prints the answer's ids after it.
+#include "common/quant_note.hpp"
 #include "common/sampling_flags.hpp"
 
 #include <tessera/model/generation_config.hpp>
@@ -176,9 +177,7 @@ int run(options const& o) {
                std::string(lm::name_of(c.decoder.flavour)).c_str(), static_cast<long>(c.decoder.n_layers),
                static_cast<long>(c.decoder.d_model), static_cast<long>(c.decoder.vocab_size),
                std::is_same_v<T, tessera::bf16> ? "bf16" : "f32",
-               o.linear_format() == tessera::quant::weight_format::dense ? ""
-               : o.linear_format() == tessera::quant::weight_format::q8  ? ", the LLM's linear layers q8"
-                                                                        : ", the LLM's linear layers q4",
+               examples::linear_layers_note(m.decoder().weights(), "the LLM's linear layers").c_str(),
                rep.n_bound - rep.n_converted, rep.n_converted, m.ctx().threads(), load_s);
   if (!m.preprocessor().defaulted.empty()) {
     std::string fields;

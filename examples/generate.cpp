@@ -21,6 +21,7 @@
 // the model's dtype (f32 model: f32 cache, bf16 model: bf16 cache); --kv-cache chooses explicitly.
 // --prompt-ids feeds token ids directly (no template, no tokenizer encode); --print-ids prints the
 // generated ids on a line of their own after the text.
+#include "common/quant_note.hpp"
 #include "common/sampling_flags.hpp"
 
 #include <tessera/lm/generate.hpp>
@@ -163,9 +164,7 @@ int run(options const& o, io::dtype_policy dtypes) {
                o.model_dir.string().c_str(), static_cast<long>(c.n_layers), static_cast<long>(c.d_model),
                static_cast<long>(c.n_heads), static_cast<long>(c.n_kv_heads), static_cast<long>(c.vocab_size),
                std::is_same_v<T, tessera::bf16> ? "bf16" : "f32",
-               o.linear_format() == tessera::quant::weight_format::dense ? ""
-               : o.linear_format() == tessera::quant::weight_format::q8  ? ", linear layers q8"
-                                                                        : ", linear layers q4",
+               examples::linear_layers_note(dec.weights(), "linear layers").c_str(),
                loaded.report.n_bound - loaded.report.n_converted,
                loaded.report.n_converted, load_s);
   lm::sampling_config const& s = opt.sampling;

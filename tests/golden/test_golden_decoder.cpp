@@ -13,6 +13,7 @@
 // bf16 by NMSE against HF's bf16 run (see the bf16 test for the budget).
 #include "common/compare.hpp"
 #include "common/golden.hpp"
+#include "common/temp_dir.hpp"
 
 #include <tessera/backend/backend.hpp>
 #include <tessera/backend/exec_ctx.hpp>
@@ -22,10 +23,12 @@
 #include <tessera/lm/generate.hpp>
 #include <tessera/text/tokenizer.hpp>
 #include <tessera/model/qwen2/loader.hpp>
+#include <tessera/model/quantized_checkpoint.hpp>
 #include <tessera/text/tokenizer.hpp>
 
 #include <catch2/catch_template_test_macros.hpp>
 #include <catch2/catch_test_macros.hpp>
+#include <catch2/matchers/catch_matchers_string.hpp>
 
 #include <algorithm>
 #include <cstdint>
@@ -384,4 +387,86 @@ TEST_CASE("qwen2_decoder with 8-bit and 4-bit linear layers stays close to HF's 
       CHECK(all_logits(custom, g.prompt, ctx) == logits);
       CHECK(custom.decode_weight_bytes() == dec.decode_weight_bytes());
     }
+}
+
+TEST_CASE("a quantized copy of a checkpoint loads mmapped and gives the logits of quantizing on load",
+          "[golden][text][decoder][quant]") {
+  // model::write_quantized_checkpoint stores <base>.qweight / <base>.scales for each linear layer
+  // (and, asked, the untied LM head); load_qwen2_decoder binds them as views into the file.
+  for (std::string const name : {"decoder_tied", "decoder_untied"})
+    for (quant::weight_format const f : {quant::weight_format::q8, quant::weight_format::q4}) {
+      INFO(name << " " << quant::name_of(f));
+      test::temp_dir dir("quantized");
+      lm::quantize_options q;
+      q.format = f;
+      q.lm_head = name == "decoder_untied";
+      model::quantized_checkpoint_report const rep = model::write_quantized_checkpoint(golden_dir(name), dir.path(), q);
+      CHECK(rep.quantized == 2 * 7 + (q.lm_head ? 1 : 0));  // 2 layers x q, k, v, o, gate, up, down
+      CHECK(rep.bytes_after < rep.bytes_before);
+      CHECK(std::filesystem::exists(dir / "config.json"));
+      io::checkpoint const written(dir / "model.safetensors");
+      CHECK(written.metadata().at("tessera.quantization") == quant::name_of(f));
+      CHECK(written.contains("model.layers.0.mlp.down_proj.qweight"));
+      CHECK_FALSE(written.contains("model.layers.0.mlp.down_proj.weight"));
+
+      lm::decoder_options opt{nn::product_precision::f32};
+      auto stored = model::load_qwen2_decoder<backend::cpu, bf16>(dir.path(), io::dtype_policy::exact, opt);
+      CHECK(stored.report.n_converted == 0);
+      CHECK(stored.decoder.weights().layers[1].k.quantized.format == f);
+      CHECK(stored.decoder.weights().lm_head_quantized.empty() == !q.lm_head);
+      opt.quantize = q;
+      auto const on_load = model::load_qwen2_decoder<backend::cpu, bf16>(golden_dir(name), io::dtype_policy::exact, opt);
+      decoder_golden const g(name);
+      exec_ctx<backend::cpu> ctx;
+      CHECK(all_logits(stored.decoder, g.prompt, ctx) == all_logits(on_load.decoder, g.prompt, ctx));
+      CHECK(decode_logits(stored.decoder, g, ctx) == decode_logits(on_load.decoder, g, ctx));
+      CHECK(stored.decoder.decode_weight_bytes() == on_load.decoder.decode_weight_bytes());
+      // Asking for another format than the one stored is an error naming the layer.
+      lm::decoder_options other{nn::product_precision::f32};
+      other.quantize.format = f == quant::weight_format::q8 ? quant::weight_format::q4 : quant::weight_format::q8;
+      auto const load_other = [&] {
+        (void)model::load_qwen2_decoder<backend::cpu, bf16>(dir.path(), io::dtype_policy::exact, other);
+      };
+      CHECK_THROWS_WITH(load_other(), Catch::Matchers::ContainsSubstring("q_proj of layer 0 is stored as"));
+    }
+}
+
+TEST_CASE("a damaged quantized checkpoint is refused with the tensor named", "[golden][text][decoder][quant]") {
+  test::temp_dir dir("quantized-bad");
+  lm::quantize_options q;
+  q.format = quant::weight_format::q8;
+  model::write_quantized_checkpoint(golden_dir("decoder_tied"), dir.path(), q);
+  io::checkpoint const good(dir / "model.safetensors");
+  auto rewrite = [&](auto&& edit) {  // the file again, with `edit` applied to its entries
+    std::vector<io::tensor_entry> entries;
+    std::vector<std::vector<std::byte>> keep;
+    for (std::string const& n : good.names()) {
+      io::tensor_info const& t = good.info(n);
+      auto const b = good.bytes(n);
+      keep.emplace_back(b.begin(), b.end());
+      entries.push_back({n, t.type, t.shape, std::span<std::byte const>(keep.back())});
+    }
+    keep.reserve(keep.size() + 4);
+    edit(entries, keep);
+    io::save_safetensors(dir / "model.safetensors", std::span<io::tensor_entry const>(entries));
+  };
+  using Catch::Matchers::ContainsSubstring;
+  auto const load = [&] { (void)model::load_qwen2_decoder<backend::cpu, bf16>(dir.path()); };
+  // scales in bf16 instead of f16
+  rewrite([](std::vector<io::tensor_entry>& e, auto&) {
+    for (auto& t : e)
+      if (t.name == "model.layers.1.self_attn.o_proj.scales") t.type = dtype::bf16;
+  });
+  CHECK_THROWS_WITH(load(), ContainsSubstring("model.layers.1.self_attn.o_proj.scales") && ContainsSubstring("expected F16"));
+  // the dense weight stored beside its quantized form
+  rewrite([](std::vector<io::tensor_entry>& e, auto& keep) {
+    keep.emplace_back(std::size_t{256 * 256 * 2}, std::byte{0});
+    e.push_back({"model.layers.0.self_attn.q_proj.weight", dtype::bf16, {256, 256}, std::span<std::byte const>(keep.back())});
+  });
+  CHECK_THROWS_WITH(load(), ContainsSubstring("stores both") && ContainsSubstring("q_proj"));
+  // scales missing
+  rewrite([](std::vector<io::tensor_entry>& e, auto&) {
+    std::erase_if(e, [](io::tensor_entry const& t) { return t.name == "model.layers.0.mlp.up_proj.scales"; });
+  });
+  CHECK_THROWS_WITH(load(), ContainsSubstring("model.layers.0.mlp.up_proj.scales"));
 }

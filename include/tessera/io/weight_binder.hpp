@@ -11,6 +11,7 @@
 #include <tessera/core/dtype.hpp>
 #include <tessera/core/error.hpp>
 #include <tessera/core/tensor_view.hpp>
+#include <tessera/quant/format.hpp>
 #include <tessera/io/detail/strict_json.hpp>
 #include <tessera/io/detail/weight_binder_storage.hpp>
 #include <tessera/io/safetensors.hpp>
@@ -128,6 +129,21 @@ class weight_binder {
     return p;
   }
 
+  /// The bytes of tensor `name` exactly as stored: its dtype must be `type` and its shape `shape`
+  /// (no conversion; for quantized weights and their scales). Marks it bound.
+  [[nodiscard]] std::byte const* take_bytes(std::string const& name, dtype type, std::vector<index_t> const& shape,
+                                            std::string const& what) {
+    std::size_t const pos = position(name);
+    if (pos == npos) TESSERA_FAIL(label_, ": missing tensor ", detail::quote_name(name), " (", what, ")");
+    tensor_info const& t = ckpt_->info(name);
+    if (t.type != type || t.shape != shape)
+      TESSERA_FAIL(label_, ": tensor ", detail::quote_name(name), " (", what, ") is ", name_of(t.type), " ",
+                   detail::shape_text(t.shape), ", expected ", name_of(type), " ", detail::shape_text(shape));
+    if (!used_[pos]) ++report_.n_bound;
+    used_[pos] = true;
+    return ckpt_->bytes(name).data();
+  }
+
   [[nodiscard]] bool contains(std::string_view name) const { return position(name) != npos; }
   /// Whether a tensor has been bound or skipped.
   [[nodiscard]] bool handled(std::string_view name) const {
@@ -212,6 +228,46 @@ class weight_binder {
 };
 
 
+/// The name a quantized checkpoint gives the parts of the matrix `weight_name` (<base>.weight):
+/// <base>.qweight (int8 [rows, cols] for q8, uint8 [rows, cols / 2] for q4) and <base>.scales
+/// (f16 [rows, cols / group]); docs/quantization.md.
+[[nodiscard]] inline std::string quantized_name(std::string const& weight_name, char const* part) {
+  std::string base = weight_name;
+  if (base.size() > 7 && base.ends_with(".weight")) base.resize(base.size() - 7);
+  return base + "." + part;
+}
+
+/// Binds the quantized form of the matrix `w` ([rows, cols] as w.shape says) when the checkpoint
+/// stores <base>.qweight: the format from its dtype (I8: q8, U8: q4), the group from the scales'
+/// width. Nothing when it stores no <base>.qweight. Throws tessera::error naming the tensor for a
+/// wrong dtype or shape, or a group that does not fit (quant::check_group).
+[[nodiscard]] inline std::optional<quant::qmatrix> bind_quantized(weight_binder& b, tensor_spec const& w) {
+  std::string const qname = quantized_name(w.name, "qweight"), sname = quantized_name(w.name, "scales");
+  if (!b.contains(qname)) return std::nullopt;
+  TESSERA_CHECK(w.shape.size() == 2, b.label(), ": ", detail::quote_name(qname), " quantizes a tensor of rank ",
+                w.shape.size(), "; only matrices are quantized");
+  TESSERA_CHECK(!b.contains(w.name), b.label(), ": stores both ", detail::quote_name(w.name), " and its quantized form ",
+                detail::quote_name(qname), "; a checkpoint holds one of them");
+  index_t const rows = w.shape[0], cols = w.shape[1];
+  tensor_info const& qi = b.source().info(qname);
+  TESSERA_CHECK(qi.type == dtype::i8 || qi.type == dtype::u8, b.label(), ": ", detail::quote_name(qname), " (", w.what,
+                ", quantized) is ", name_of(qi.type), "; I8 (8-bit weights) or U8 (4-bit weights, two per byte) expected");
+  quant::weight_format const f = qi.type == dtype::i8 ? quant::weight_format::q8 : quant::weight_format::q4;
+  tensor_info const& si = b.source().info(b.contains(sname) ? sname : qname);
+  TESSERA_CHECK(b.contains(sname) && si.shape.size() == 2 && si.shape[1] >= 1 && cols % si.shape[1] == 0, b.label(), ": ",
+                detail::quote_name(qname), " needs ", detail::quote_name(sname), " of shape [", rows,
+                ", in_features / group]");
+  index_t const group = cols / si.shape[1];
+  quant::check_group(f, cols, group, b.label() + ": " + detail::quote_name(qname));
+  std::string const what = w.what + " (" + std::string(quant::name_of(f)) + ")";
+  auto const* data = reinterpret_cast<std::uint8_t const*>(
+      b.take_bytes(qname, qi.type, {rows, quant::row_bytes(f, cols)}, what));
+  auto const* scales = reinterpret_cast<f16 const*>(b.take_bytes(sname, dtype::f16, {rows, cols / group}, what + " scales"));
+  TESSERA_CHECK(reinterpret_cast<std::uintptr_t>(scales) % alignof(f16) == 0, b.label(), ": ",
+                detail::quote_name(sname), " is not aligned for f16 in the file");
+  return quant::qmatrix{f, rows, cols, group, data, quant::row_bytes(f, cols), scales, cols / group};
+}
+
 /// Binds tensor by tensor (see tensor_spec) as typed views, all converted tensors into one
 /// converted_tensors store, which keep_alive() hands to the weights that view them.
 template <weight_type T>
@@ -225,8 +281,15 @@ class part_binder {
     if (!s) return std::nullopt;
     return vec(*s);
   }
+  /// A linear layer: `w` itself, or, where the checkpoint stores it quantized (docs/quantization.md:
+  /// <base>.qweight and <base>.scales instead of <base>.weight), views of those.
   [[nodiscard]] nn::linear_weights<T> linear(tensor_spec const& w, std::optional<tensor_spec> const& b) {
+    if (auto q = quantized(w)) return {tensor_view<T const, 2>(), opt_vec(b), *q};
     return {mat(w), opt_vec(b)};
+  }
+  /// The quantized form of the matrix `w` names (<base>.weight), if the checkpoint stores one.
+  [[nodiscard]] std::optional<quant::qmatrix> quantized(tensor_spec const& w) {
+    return bind_quantized(b_, w);
   }
   [[nodiscard]] std::shared_ptr<converted_tensors<T> const> store() const { return store_; }
   [[nodiscard]] std::shared_ptr<void const> keep_alive() const { return store_; }

@@ -215,7 +215,9 @@ inline void check_decoder_config(lm::decoder_config const& c) {
 /// (cfg.tie_word_embeddings): lm_head views the embedding; a stored head tensor is accepted only
 /// if it is byte-identical to the embedding (then skipped as a duplicate), since the reference
 /// would overwrite one with the other on load. Registers the layers' rotary inv_freq buffers as
-/// known-unused. Throws tessera::error for missing tensors and wrong shapes or dtypes.
+/// known-unused. A linear layer (or an untied LM head) stored quantized (<base>.qweight and
+/// <base>.scales, docs/quantization.md) is bound as such, mmapped. Throws tessera::error for
+/// missing tensors and wrong shapes or dtypes.
 template <weight_type T>
 [[nodiscard]] lm::decoder_weights<T> bind_decoder(io::weight_binder& b, lm::decoder_config const& cfg,
                                               std::optional<decoder_naming> naming = std::nullopt) {
@@ -239,8 +241,10 @@ template <weight_type T>
       nn::linear_weights<T> const kv = pb.linear(*l.kv, l.kv_bias);
       lw.kv_fused = kv;
       std::array<index_t, 3> const ext{nkv, hd, d}, str{2 * hd * d, d, 1};
-      lw.k.weight = tensor_view<T const, 3>(kv.weight.data(), ext, str);
-      lw.v.weight = tensor_view<T const, 3>(kv.weight.data() + hd * d, ext, str);
+      if (kv.quantized.empty()) {  // (stored quantized: the decoder reads the fused matrix only)
+        lw.k.weight = tensor_view<T const, 3>(kv.weight.data(), ext, str);
+        lw.v.weight = tensor_view<T const, 3>(kv.weight.data() + hd * d, ext, str);
+      }
       if (kv.bias) {
         std::array<index_t, 2> const bext{nkv, hd}, bstr{2 * hd, 1};
         lw.k.bias = tensor_view<T const, 2>(kv.bias->data(), bext, bstr);
@@ -249,7 +253,10 @@ template <weight_type T>
     } else {
       auto const head_split = [&](io::tensor_spec const& ws, std::optional<io::tensor_spec> const& bs) {
         lm::kv_head_weights<T> r;
-        r.weight = tensor_view<T const, 3>(pb.ptr(ws), {nkv, hd, d});
+        if (auto q = pb.quantized(ws))
+          r.quantized = *q;
+        else
+          r.weight = tensor_view<T const, 3>(pb.ptr(ws), {nkv, hd, d});
         if (bs) r.bias = tensor_view<T const, 2>(pb.ptr(*bs), {nkv, hd});
         return r;
       };
@@ -262,8 +269,10 @@ template <weight_type T>
       // dense_h_to_4h = [up; gate]: CustomLlama's swiglu computes x1 * silu(x2) on its two halves.
       nn::linear_weights<T> const ug = pb.linear(*l.up_gate, l.up_gate_bias);
       lw.up_gate_fused = ug;
-      lw.up.weight = tensor_view<T const, 2>(ug.weight.data(), {ff, d});
-      lw.gate.weight = tensor_view<T const, 2>(ug.weight.data() + ff * d, {ff, d});
+      if (ug.quantized.empty()) {
+        lw.up.weight = tensor_view<T const, 2>(ug.weight.data(), {ff, d});
+        lw.gate.weight = tensor_view<T const, 2>(ug.weight.data() + ff * d, {ff, d});
+      }
       if (ug.bias) {
         lw.up.bias = tensor_view<T const, 1>(ug.bias->data(), {ff});
         lw.gate.bias = tensor_view<T const, 1>(ug.bias->data() + ff, {ff});
@@ -278,7 +287,10 @@ template <weight_type T>
   }
   w.final_norm = {pb.vec(s.final_norm), pb.opt_vec(s.final_norm_bias)};
   if (s.lm_head) {
-    w.lm_head = pb.mat(*s.lm_head);
+    if (auto q = pb.quantized(*s.lm_head))
+      w.lm_head_quantized = *q;
+    else
+      w.lm_head = pb.mat(*s.lm_head);
   } else {
     w.lm_head = w.embed;
     w.lm_head_tied = true;
