@@ -35,6 +35,23 @@ namespace tessera::backend::cpu_detail {
 #endif
 }
 
+#if defined(__AVX2__) || defined(__AVX512F__)
+/// A group's 32 quantized values as two vectors of 16 int8: columns 0-15 and 16-31 (q4: the low and
+/// the high nibbles, minus 8).
+template <quant::weight_format F>
+inline void unpack_group_i8(std::uint8_t const* q, __m128i& lo, __m128i& hi) noexcept {
+  if constexpr (F == quant::weight_format::q8) {
+    lo = _mm_loadu_si128(reinterpret_cast<__m128i const*>(q));
+    hi = _mm_loadu_si128(reinterpret_cast<__m128i const*>(q + 16));
+  } else {
+    __m128i const b = _mm_loadu_si128(reinterpret_cast<__m128i const*>(q));
+    __m128i const low4 = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
+    lo = _mm_sub_epi8(_mm_and_si128(b, low4), eight);
+    hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(b, 4), low4), eight);
+  }
+}
+#endif
+
 /// One group of 32 quantized columns dequantized into 32 / L float batches: out[i] holds columns
 /// [i L, (i + 1) L). q points at the group's first byte (q8: 32 bytes, q4: 16 bytes).
 template <class A, quant::weight_format F>
@@ -44,15 +61,7 @@ inline void dequantize_group(std::uint8_t const* q, float d, fbatch<A>* out) noe
 #if defined(__AVX512F__)
   if constexpr (L == 16) {
     __m128i lo, hi;
-    if constexpr (F == quant::weight_format::q8) {
-      lo = _mm_loadu_si128(reinterpret_cast<__m128i const*>(q));
-      hi = _mm_loadu_si128(reinterpret_cast<__m128i const*>(q + 16));
-    } else {
-      __m128i const b = _mm_loadu_si128(reinterpret_cast<__m128i const*>(q));
-      __m128i const low4 = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
-      lo = _mm_sub_epi8(_mm_and_si128(b, low4), eight);
-      hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(b, 4), low4), eight);
-    }
+    unpack_group_i8<F>(q, lo, hi);
     out[0] = fbatch<A>(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo))) * scale;
     out[1] = fbatch<A>(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi))) * scale;
     return;
@@ -61,15 +70,7 @@ inline void dequantize_group(std::uint8_t const* q, float d, fbatch<A>* out) noe
 #if defined(__AVX2__)
   if constexpr (L == 8) {
     __m128i lo, hi;
-    if constexpr (F == quant::weight_format::q8) {
-      lo = _mm_loadu_si128(reinterpret_cast<__m128i const*>(q));
-      hi = _mm_loadu_si128(reinterpret_cast<__m128i const*>(q + 16));
-    } else {
-      __m128i const b = _mm_loadu_si128(reinterpret_cast<__m128i const*>(q));
-      __m128i const low4 = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
-      lo = _mm_sub_epi8(_mm_and_si128(b, low4), eight);
-      hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(b, 4), low4), eight);
-    }
+    unpack_group_i8<F>(q, lo, hi);
     out[0] = fbatch<A>(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))) * scale;
     out[1] = fbatch<A>(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)))) * scale;
     out[2] = fbatch<A>(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))) * scale;
