@@ -397,16 +397,6 @@ void q8_int_gemv_rows(qgemm_args<Bias> const& g, q8_x_layout const& q, index_t n
 }
 #endif  // TESSERA_HAVE_Q8_INT_GEMV
 
-template <class A, quant::weight_format F, class Bias>
-struct qgemv_kernel {
-  template <int MROWS>
-  struct rows {
-    static void run(qgemm_args<Bias> const& g, index_t n_begin, index_t n_end) noexcept {
-      qgemv_rows<A, F, MROWS>(g, n_begin, n_end);
-    }
-  };
-};
-
 /// Rows [r0, r1) of W dequantized into out (row stride ldo elements), as f32 or rounded to bf16.
 template <class A, class Out>
 void dequantize_rows(quant::qmatrix const& w, index_t r0, index_t r1, Out* out, index_t ldo) noexcept {
@@ -461,75 +451,52 @@ void qgemm(qgemm_args<Bias> g, bool bf16_products, exec_ctx<cpu_simd<A>>& ctx,
   int const threads = tiny ? 1 : std::max(1, ctx.threads());
   (void)gemv_kernel;  // no integer kernel in this build
   if (g.m <= blk::gemv_max_rows) {
-#if TESSERA_HAVE_Q4_INT_GEMV
-    if (g.w.format == quant::weight_format::q4 && gemv_kernel != quant_gemv_kernel::f32) {
-      float const* xs = g.x;
-      index_t ldxs = g.ldx;
-      if (bf16_products) {
-        float* xr = frame.template alloc<float>(static_cast<std::size_t>(g.m * k));
-        round_rows_to_bf16<A>(g.x, g.ldx, g.m, k, xr, k);
-        xs = xr;
-        ldxs = k;
-      }
-      index_t const blocks = (k / 32 + q4_block_groups - 1) / q4_block_groups;
-      q4_x_layout const q{blocks, frame.template alloc<std::int8_t>(static_cast<std::size_t>(g.m * blocks * 32 * q4_block_groups)),
-                          frame.template alloc<float>(static_cast<std::size_t>(g.m * blocks * q4_block_groups)),
-                          frame.template alloc<std::int32_t>(static_cast<std::size_t>(g.m * blocks * 4 * q4_block_groups))};
-      quantize_x_for_q4(xs, ldxs, g.m, k, q);
-      parallel_region(threads, [&](int t, int T) {
-        auto const r = split(n, t, T, 4);
-        switch (g.m) {
-          case 1: q4_int_gemv_rows<1>(g, q, r.begin, r.end); break;
-          case 2: q4_int_gemv_rows<2>(g, q, r.begin, r.end); break;
-          case 3: q4_int_gemv_rows<3>(g, q, r.begin, r.end); break;
-          default: q4_int_gemv_rows<4>(g, q, r.begin, r.end); break;
-        }
-      });
-      return;
-    }
-#endif
-#if TESSERA_HAVE_Q8_INT_GEMV
-    if (g.w.format == quant::weight_format::q8 && gemv_kernel != quant_gemv_kernel::f32) {
-      float const* xs = g.x;
-      index_t ldxs = g.ldx;
-      if (bf16_products) {
-        float* xr = frame.template alloc<float>(static_cast<std::size_t>(g.m * k));
-        round_rows_to_bf16<A>(g.x, g.ldx, g.m, k, xr, k);
-        xs = xr;
-        ldxs = k;
-      }
-      index_t const ld = (k + 31) / 32 * 32;
-      q8_x_layout const q{ld, frame.template alloc<std::int16_t>(static_cast<std::size_t>(g.m * ld)),
-                          frame.template alloc<float>(static_cast<std::size_t>(g.m))};
-      quantize_x_for_q8(xs, ldxs, g.m, k, q);
-      parallel_region(threads, [&](int t, int T) {
-        auto const r = split(n, t, T, 4);
-        switch (g.m) {
-          case 1: q8_int_gemv_rows<1>(g, q, r.begin, r.end); break;
-          case 2: q8_int_gemv_rows<2>(g, q, r.begin, r.end); break;
-          case 3: q8_int_gemv_rows<3>(g, q, r.begin, r.end); break;
-          default: q8_int_gemv_rows<4>(g, q, r.begin, r.end); break;
-        }
-      });
-      return;
-    }
-#endif
-    if (bf16_products) {  // x rounded to bf16 once; the products are then exact in f32
+    if (bf16_products) {  // x rounded to bf16 once: the f32 kernel's products are then exact in f32,
+                          // the integer kernels quantize the rounded values
       float* xr = frame.template alloc<float>(static_cast<std::size_t>(g.m * k));
       round_rows_to_bf16<A>(g.x, g.ldx, g.m, k, xr, k);
       g.x = xr;
       g.ldx = k;
     }
-    parallel_region(threads, [&](int t, int T) {
-      auto const r = split(n, t, T, 4);
+    // rows.operator()<M>(begin, end) for the runtime number of x rows, the outputs split by thread
+    auto over_outputs = [&](auto&& rows) {
+      parallel_region(threads, [&](int t, int T) {
+        auto const r = split(n, t, T, 4);
+        auto const b = static_cast<index_t>(r.begin), e = static_cast<index_t>(r.end);
+        switch (g.m) {
+          case 1: rows.template operator()<1>(b, e); break;
+          case 2: rows.template operator()<2>(b, e); break;
+          case 3: rows.template operator()<3>(b, e); break;
+          default: rows.template operator()<4>(b, e); break;
+        }
+      });
+    };
+#if TESSERA_HAVE_Q4_INT_GEMV
+    if (g.w.format == quant::weight_format::q4 && gemv_kernel != quant_gemv_kernel::f32) {
+      index_t const blocks = (k / 32 + q4_block_groups - 1) / q4_block_groups;
+      q4_x_layout const q{blocks, frame.template alloc<std::int8_t>(static_cast<std::size_t>(g.m * blocks * 32 * q4_block_groups)),
+                          frame.template alloc<float>(static_cast<std::size_t>(g.m * blocks * q4_block_groups)),
+                          frame.template alloc<std::int32_t>(static_cast<std::size_t>(g.m * blocks * 4 * q4_block_groups))};
+      quantize_x_for_q4(g.x, g.ldx, g.m, k, q);
+      over_outputs([&]<int M>(index_t b, index_t e) { q4_int_gemv_rows<M>(g, q, b, e); });
+      return;
+    }
+#endif
+#if TESSERA_HAVE_Q8_INT_GEMV
+    if (g.w.format == quant::weight_format::q8 && gemv_kernel != quant_gemv_kernel::f32) {
+      index_t const ld = (k + 31) / 32 * 32;
+      q8_x_layout const q{ld, frame.template alloc<std::int16_t>(static_cast<std::size_t>(g.m * ld)),
+                          frame.template alloc<float>(static_cast<std::size_t>(g.m))};
+      quantize_x_for_q8(g.x, g.ldx, g.m, k, q);
+      over_outputs([&]<int M>(index_t b, index_t e) { q8_int_gemv_rows<M>(g, q, b, e); });
+      return;
+    }
+#endif
+    over_outputs([&]<int M>(index_t b, index_t e) {
       if (g.w.format == quant::weight_format::q8)
-        dispatch_rows<static_cast<int>(blk::gemv_max_rows),
-                      qgemv_kernel<A, quant::weight_format::q8, Bias>::template rows>(
-            static_cast<int>(g.m), g, static_cast<index_t>(r.begin), static_cast<index_t>(r.end));
+        qgemv_rows<A, quant::weight_format::q8, M>(g, b, e);
       else
-        dispatch_rows<static_cast<int>(blk::gemv_max_rows),
-                      qgemv_kernel<A, quant::weight_format::q4, Bias>::template rows>(
-            static_cast<int>(g.m), g, static_cast<index_t>(r.begin), static_cast<index_t>(r.end));
+        qgemv_rows<A, quant::weight_format::q4, M>(g, b, e);
     });
     return;
   }
