@@ -338,6 +338,8 @@ class points15 {
     }
     return out;
   }
+  /// A temporary `encoded` would leave the prompts viewing freed rows: keep it in a variable.
+  std::vector<lm::prompt> prompts(points15_prepared const&, points15_encoded&&) const = delete;
 
   // ---- generation ----
 
