@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """Trains models/shapes-tiny: a POINTS1.5 of tiny dimensions meant to answer questions about
 synthetic scenes of coloured shapes (tools/demo_model/scenes.py). Run by a developer, on the CPU
-(about an hour on 2 cores); never by tests or CI. tools/demo_model/README.md has the results.
+(about two hours on 2 cores); never by tests or CI. tools/demo_model/README.md has the results.
 
-    .venv/bin/python tools/demo_model/train.py [--out DIR] [--steps0 N] [--steps1 N] [--steps2 N]
+    .venv/bin/python tools/demo_model/train.py [--out DIR] [--steps0 N] [--steps1 N] [--steps2 N] [--steps3 N]
 
 Steps:
  1. tokenizer: a byte-level BPE trained with HF tokenizers on every phrasing of the scene text, with
@@ -25,7 +25,11 @@ Steps:
     one shared prefix: pack_questions), captions mixed in; the loss on the answer tokens, the first
     one weighted FIRST_ANSWER_WEIGHT times; the LLM alone, on the rows stage 0 left (as POINTS keeps
     its pretrained ViT frozen), or with --train-tower every module, the auxiliary heads kept;
- 5. export: config.json, preprocessor_config.json, generation_config.json, the tokenizer files and
+ 5. stage 3, positions: the LLM alone again, a position question 40 % of the time, and linear
+    probes on the LLM's residual stream (position_probes; not exported) that say where to look: at
+    each shape name of a position question, where that shape is; at the second name, whether the
+    first lies left of / above it. --stage2-state saves stages 0 to 2 (and loads them);
+ 6. export: config.json, preprocessor_config.json, generation_config.json, the tokenizer files and
     model.safetensors (f32), the loss curve (--loss-png) and training.json.
 Seeded and single-process; evaluate.py measures the result. SHAPES_TINY_CHECKPOINT=PATH saves the
 state_dict every 250 steps (to evaluate a run while it trains).
@@ -136,7 +140,7 @@ class Text:
 def sample_questions(scene, rng: random.Random, stage: int) -> list[tuple[str, str]]:
     """The (question, answer) pairs asked about one scene, each its own one-turn chat: stage 1 the
     caption; stage 2 up to QUESTIONS_PER_SCENE different facts (categories drawn evenly), a caption
-    now and then. (Several facts in one multi-turn chat teach the model to read answers off earlier
+    now and then; stage 3 the same with a position question STAGE3_POSITION_SHARE of the time. (Several facts in one multi-turn chat teach the model to read answers off earlier
     turns -- a caption, or the names in a position question -- instead of off the image.)"""
     cap = (rng.choice(scenes.CAPTION_QUESTIONS), scenes.caption(scene))
     if stage == 1:
@@ -147,7 +151,10 @@ def sample_questions(scene, rng: random.Random, stage: int) -> list[tuple[str, s
         if rng.random() < CAPTION_SHARE:
             out.append(cap)
             continue
-        c = rng.choice(sorted(qs))
+        if stage == 3 and "position" in qs and rng.random() < STAGE3_POSITION_SHARE:
+            c = "position"
+        else:
+            c = rng.choice(sorted(qs))
         out.append(qs[c].pop(rng.randrange(len(qs[c]))))
         if not qs[c]:
             del qs[c]
@@ -155,6 +162,7 @@ def sample_questions(scene, rng: random.Random, stage: int) -> list[tuple[str, s
 
 
 QUESTIONS_PER_SCENE = 8
+STAGE3_POSITION_SHARE = 0.4
 FIRST_ANSWER_WEIGHT = 3.0
 CAPTION_SHARE = 0.05
 N_COMBOS = len(scenes.SHAPES) * len(scenes.COLOURS)
@@ -221,8 +229,8 @@ def relations(scene):
     which scenes.questions asks). The tower's tokens and the projector's rows are asked these
     (PATCH_REL), so that a row on one shape tells where the others are: "Is the red circle left of
     the blue star?" can be answered by reading, off the rows of the red circle, the bit of the blue
-    star. The rows learn them (97 % on held-out scenes); the LLM has not yet learned to read them
-    (position answers at chance, as with the offsets from the centroid alone: README.md)."""
+    star. The rows learn them (97 % on held-out scenes); answers alone did not teach the LLM to use
+    them (positions at chance after stage 2), the probes of stage 3 do (README.md)."""
     n = len(scene.shapes)
     rel = np.zeros((n + 1, N_REL))
     known = np.zeros((n + 1, N_REL))
@@ -315,16 +323,19 @@ def pack_questions(text: Text, prompts: list[tuple[int, list[tuple[str, str]]]])
     branch ("\n" question <|im_end|>\n<|im_start|>assistant\n answer <|im_end|>\n), which sees the
     prefix and itself only, at the positions it has in its own one-turn chat. The same function as one
     chat per question (checked in main) for a third of the tokens. Returns ids, position ids, the
-    additive [B, 1, L, L] mask, the target of each position (-100: none) and its loss weight."""
-    rows = []
+    additive [B, 1, L, L] mask, the target of each position (-100: none), its loss weight and, per
+    row, where each question's tokens start ("\n" question)."""
+    rows, starts = [], []
     for n_img, qas in prompts:
         ids, pos, branch, tgt, w = [], [], [], [], []
+        starts.append([])
         for b, qa in enumerate(qas):
             chat, labels = text.conversation([qa], n_img)
             P = chat.index(text.vend) + 1  # the shared prefix ends with <|vision_end|>
             if b == 0:
                 ids, pos, branch, tgt, w = chat[:P], list(range(P)), [-1] * P, [-100] * P, [0.0] * P
             start = len(ids)
+            starts[-1].append(start)
             ids += chat[P:]
             pos += list(range(P, len(chat)))
             branch += [b] * (len(chat) - P)
@@ -352,11 +363,11 @@ def pack_questions(text: Text, prompts: list[tuple[int, list[tuple[str, str]]]])
         allow[b, n:, n:] = torch.eye(L - n, dtype=torch.bool)  # padding sees itself (no empty row)
         pos[b, n:] = torch.arange(L - n)
     mask = torch.zeros((B, 1, L, L)).masked_fill(~allow[:, None], torch.finfo(torch.float32).min)
-    return ids, pos, mask, tgt, w
+    return ids, pos, mask, tgt, w, starts
 
 
 def batch(model: ShapesPoints, text: Text, proc, seeds: list[int], stage: int, rng: random.Random):
-    pvs, grids, prompts, labels, targets = [], [], [], [], []
+    pvs, grids, prompts, labels, targets, shown = [], [], [], [], [], []
     for s in seeds:
         scene = scenes.make_scene(s)
         f = proc(images=[scene.image], return_tensors="pt")
@@ -367,8 +378,60 @@ def batch(model: ShapesPoints, text: Text, proc, seeds: list[int], stage: int, r
         targets.append(scene_targets(scene, gh, gw))
         if stage > 0:  # stage 0 trains the tower alone: no text
             prompts.append((gh * gw // 4, sample_questions(scene, rng, stage)))
-    return (torch.cat(pvs), torch.cat(grids), pack_questions(text, prompts) if prompts else None, torch.cat(labels),
-            torch.stack(targets))
+            shown.append((scene, gh, gw))
+    packed = None
+    if prompts:
+        *packed, starts = pack_questions(text, prompts)
+        packed = (*packed, position_probes(text, shown, [q for _, q in prompts], starts))
+    return torch.cat(pvs), torch.cat(grids), packed, torch.cat(labels), torch.stack(targets)
+
+
+POSITION_ANSWERS = {"left", "right", "above", "below", "higher", "lower"}
+PROBE_WEIGHT = 1.0
+COORD_LAYER, RELATION_LAYER = 2, 3  # hidden_states[k]: the residual stream after k of the LLM's 4 layers
+
+
+def position_probes(text: Text, shown, prompts, starts):
+    """Intermediate targets for the position questions ("Is the {a} left or right of the {b}?"),
+    read by linear probes off the LLM's residual stream (probe_loss; the probes are not exported): at
+    the last token of each name, after COORD_LAYER layers, where that shape is (its offset from the
+    shapes' centroid, what stage 0 taught the rows: offset_from_centroid); at the last token of b, after RELATION_LAYER layers, whether a lies
+    left of and above b (masked where the two overlap along that axis). An answer alone says one bit
+    per question, and 3000 steps of it left positions at chance: the LLM has to find two named shapes
+    and compare them. The probes say what to look up where, one lookup per name, as the colour
+    questions do. Returns (row, token of a, token of b) [P, 3], coordinates [P, 4], relations and
+    their masks [P, 2] each; None without position questions."""
+    where, coords, rel, known = [], [], [], []
+    for r, ((scene, grid_h, grid_w), qas, st) in enumerate(zip(shown, prompts, starts)):
+        for (q, a), start in zip(qas, st):
+            if a not in POSITION_ANSWERS:
+                continue
+            first = next(s for s in scene.shapes if f"the {s.name} " in q)
+            second = next(s for s in scene.shapes if f"the {s.name}?" in q)
+            full = text.enc("\n" + q)
+            ends = []
+            for k in (q.index(f"the {first.name} ") + 4 + len(first.name), q.index(f"the {second.name}?") + 4 + len(second.name)):
+                head = text.enc("\n" + q[:k])
+                assert full[:len(head)] == head, (q, k)
+                ends.append(start + len(head) - 1)
+            where.append([r, *ends])
+            off = offset_from_centroid(scene, grid_h, grid_w)
+            coords.append([*off(first.cx, first.cy), *off(second.cx, second.cy)])
+            rel.append([float(first.cx < second.cx), float(first.cy < second.cy)])
+            known.append([float(abs(first.cx - second.cx) > first.r + second.r), float(abs(first.cy - second.cy) > first.r + second.r)])
+    if not where:
+        return None
+    return torch.tensor(where), torch.tensor(coords), torch.tensor(rel), torch.tensor(known)
+
+
+def probe_loss(probe, hidden, probes) -> torch.Tensor:
+    where, coords, rel, known = probes
+    h = hidden[COORD_LAYER]
+    xy = torch.cat([probe["coords"](h[where[:, 0], where[:, 1]]), probe["coords"](h[where[:, 0], where[:, 2]])], 1)
+    coord = (xy - coords).pow(2).mean()
+    logits = probe["relation"](hidden[RELATION_LAYER][where[:, 0], where[:, 2]])
+    bce = F.binary_cross_entropy_with_logits(logits, rel, weight=known, reduction="sum") / known.sum().clamp(min=1)
+    return coord + bce
 
 
 def rows_aux_loss(head, rows: torch.Tensor, grid: torch.Tensor, plab: torch.Tensor) -> torch.Tensor:
@@ -395,34 +458,39 @@ def rows_aux_loss(head, rows: torch.Tensor, grid: torch.Tensor, plab: torch.Tens
     return bce + mean_pen / grid.shape[0]
 
 
-def loss_of(model, head, text, stage, frozen, pv, grid, packed, plab, targets):
+def loss_of(model, head, probe, text, stage, frozen, pv, grid, packed, plab, targets):
     if frozen:  # the tower and the projector as stage 0 left them: the LLM learns to read fixed rows
         with torch.no_grad():
             rows = model.encode(pv, grid)
-        return (lm := answer_loss(model, text, rows, *packed)), lm
+        return answer_loss(model, text, probe, rows, *packed)
     tokens = model.vision_tokens(pv, grid)
     rows = model.vision_projector(tokens)
     aux = (aux_loss(head["tokens"], tokens, plab) + rows_aux_loss(head["rows"], rows, grid, plab)
            + global_loss(head["global"], rows, grid, targets))
     if stage == 0:
         return aux, aux
-    lm = answer_loss(model, text, rows, *packed)
-    return lm + AUX_WEIGHT * aux, lm
+    total, lm = answer_loss(model, text, probe, rows, *packed)
+    return total + AUX_WEIGHT * aux, lm
 
 
-def answer_loss(model, text, rows, ids, pos, mask, tgt, w):
+def answer_loss(model, text, probe, rows, ids, pos, mask, tgt, w, probes):
     """Weighted cross-entropy of the answer tokens (the first one FIRST_ANSWER_WEIGHT times: it is
-    the one read off the image; the rest mostly follow from it)."""
+    the one read off the image; the rest mostly follow from it), plus PROBE_WEIGHT times probe_loss
+    where the batch has position questions and `probe` is given. Returns (the sum, the answers' loss)."""
     emb = model.embed(ids, rows, text.pad)
-    logits = model.llm(inputs_embeds=emb, attention_mask=mask, position_ids=pos, use_cache=False).logits
+    use = probe is not None and probes is not None
+    out = model.llm(inputs_embeds=emb, attention_mask=mask, position_ids=pos, use_cache=False, output_hidden_states=use)
+    logits = out.logits
     ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100, reduction="none")
-    return (ce * w.reshape(-1)).sum() / w.sum()
+    lm = (ce * w.reshape(-1)).sum() / w.sum()
+    return (lm + PROBE_WEIGHT * probe_loss(probe, out.hidden_states, probes) if use else lm), lm
 
 
-def train_stage(model, head, text, proc, name, steps, batch_size, lr, seed0, log, t0, frozen=False):
+def train_stage(model, head, text, proc, name, steps, batch_size, lr, seed0, log, t0, frozen=False, probe=None):
     stage = int(name[-1])
     trained = [model.vision_encoder, model.vision_projector] if stage == 0 else [model.llm] if frozen else [model]
     params = ([] if frozen else list(head.parameters())) + [p for m in trained for p in m.parameters()]
+    params += [] if probe is None else list(probe.parameters())
     opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98), weight_decay=0.05)
     warm = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -432,7 +500,7 @@ def train_stage(model, head, text, proc, name, steps, batch_size, lr, seed0, log
     ema = None
     for step in range(steps):
         seeds = list(range(seed0 + step * batch_size, seed0 + (step + 1) * batch_size))
-        loss, lm_loss = loss_of(model, head, text, stage, frozen, *batch(model, text, proc, seeds, stage, rng))
+        loss, lm_loss = loss_of(model, head, probe, text, stage, frozen, *batch(model, text, proc, seeds, stage, rng))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -447,12 +515,12 @@ def train_stage(model, head, text, proc, name, steps, batch_size, lr, seed0, log
             acc = global_accuracy(model, head, proc, EVAL_SCENES)
             log[-1]["heldout"] = acc
             print(f"{name} step {step}: global head on {EVAL_SCENES} held-out scenes {dict(acc)}", flush=True)
-        if stage == 2 and EVAL_EVERY and step % EVAL_EVERY == EVAL_EVERY - 1:
+        if stage >= 2 and EVAL_EVERY and step % EVAL_EVERY == EVAL_EVERY - 1:
             acc = quick_accuracy(model, text, proc, EVAL_SCENES)
             log[-1]["heldout"] = acc
             print(f"{name} step {step}: held-out accuracy on {EVAL_SCENES} scenes {dict(acc)}", flush=True)
         if step % 25 == 0 or step == steps - 1:
-            print(f"{name} step {step}/{steps} loss {v:.4f} (ema {ema:.4f}) lr {sched.get_last_lr()[0]:.2e} "
+            print(f"{name} step {step}/{steps} loss {v:.4f} (ema {ema:.4f}, with probes {float(loss):.4f}) lr {sched.get_last_lr()[0]:.2e} "
                   f"{time.time() - t0:.0f}s", flush=True)
     model.eval()
     return seed0 + steps * batch_size
@@ -483,7 +551,7 @@ def plot_loss(log, path, batch_size):
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 3.6), dpi=110)
     x0 = 0
-    for stage, colour in (("stage0", "#2ca02c"), ("stage1", "#1f77b4"), ("stage2", "#d62728")):
+    for stage, colour in (("stage0", "#2ca02c"), ("stage1", "#1f77b4"), ("stage2", "#d62728"), ("stage3", "#9467bd")):
         ys = [e["loss"] for e in log if e["stage"] == stage]
         if not ys:
             continue
@@ -492,7 +560,8 @@ def plot_loss(log, path, batch_size):
         ax.plot(range(x0, x0 + len(ys)), ys, color=colour, alpha=0.25, lw=0.8)
         ax.plot(range(x0 + len(ys) - len(sm), x0 + len(ys)), sm, color=colour, lw=1.6,
                 label={"stage0": "stage 0: vision tower + projector, patch labels (auxiliary heads)",
-                       "stage1": "stage 1: captions (alignment)", "stage2": "stage 2: questions (instruction tuning)"}[stage])
+                       "stage1": "stage 1: captions (alignment)", "stage2": "stage 2: questions (instruction tuning)",
+                       "stage3": "stage 3: more position questions, with probes"}[stage])
         x0 += len(ys)
     ax.set_yscale("log")
     ax.set_xlabel(f"step (stage 0: {2 * batch_size} scenes each, then {batch_size})")
@@ -510,7 +579,7 @@ def check_packing(model: ShapesPoints, text: Text) -> None:
     rng = random.Random(5)
     prompts = [(n, sample_questions(scenes.make_scene(s), rng, 2)[:3]) for s, n in ((3, 5), (4, 9))]
     rows = torch.randn(sum(n for n, _ in prompts), model.llm_config.hidden_size)
-    ids, pos, mask, tgt, _ = pack_questions(text, prompts)
+    ids, pos, mask, tgt, *_ = pack_questions(text, prompts)
     packed = model.llm(inputs_embeds=model.embed(ids, rows, text.pad), attention_mask=mask, position_ids=pos).logits
     at = 0
     for b, (n, qas) in enumerate(prompts):
@@ -589,10 +658,12 @@ def main() -> int:
     ap.add_argument("--steps0", type=int, default=2500)
     ap.add_argument("--steps1", type=int, default=0)
     ap.add_argument("--steps2", type=int, default=3000)
+    ap.add_argument("--steps3", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=12)
     ap.add_argument("--lr0", type=float, default=2e-3)
     ap.add_argument("--lr", type=float, default=6e-4)
     ap.add_argument("--lr2", type=float, default=1e-3)
+    ap.add_argument("--lr3", type=float, default=5e-4)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=20261206)
     ap.add_argument("--qwen2-tokenizer", default=os.path.join(os.path.dirname(REPO), "shared", "data",
@@ -601,6 +672,7 @@ def main() -> int:
                     help="stage 2 trains every module (default: the LLM alone, on the rows stage 0 left)")
     ap.add_argument("--stage0-state", help="where stage 0's result is saved; when the file exists, stage 0 is "
                                            "loaded from it instead of trained (the same --steps0 and --batch)")
+    ap.add_argument("--stage2-state", help="the same for the end of stage 2 (the model's weights and the log)")
     ap.add_argument("--loss-png", default=os.path.join(REPO, "docs", "images", "shapes_tiny_loss.png"))
     args = ap.parse_args()
     torch.manual_seed(args.seed)
@@ -656,8 +728,25 @@ def main() -> int:
             torch.save(dict(model=model.state_dict(), head=head.state_dict(), log=log), args.stage0_state)
     nxt += 64
     nxt = train_stage(model, head, text, proc, "stage1", args.steps1, args.batch, args.lr, nxt, log, t0)
-    train_stage(model, head, text, proc, "stage2", args.steps2, args.batch, args.lr2, nxt, log, t0,
-                frozen=not args.train_tower)
+    if args.stage2_state and os.path.exists(args.stage2_state):
+        state = torch.load(args.stage2_state, weights_only=True)
+        model.load_state_dict(state["model"])
+        log[:] = state["log"]
+        print(f"stages 0 to 2 loaded from {args.stage2_state}", flush=True)
+        nxt += args.steps2 * args.batch
+    else:
+        nxt = train_stage(model, head, text, proc, "stage2", args.steps2, args.batch, args.lr2, nxt, log, t0,
+                          frozen=not args.train_tower)
+        if args.stage2_state:
+            torch.save(dict(model=model.state_dict(), log=log), args.stage2_state)
+    # Stage 3: the LLM alone again, position questions asked more often, and linear probes on its
+    # residual stream that say where to look (position_probes). Seeded on its own, so a stage 2
+    # loaded from --stage2-state gives the same probes.
+    torch.manual_seed(args.seed + 3)
+    h = model.llm_config.hidden_size
+    probe = torch.nn.ModuleDict(dict(coords=torch.nn.Linear(h, 2), relation=torch.nn.Linear(h, 2)))
+    train_stage(model, head, text, proc, "stage3", args.steps3, args.batch, args.lr3, nxt, log, t0, frozen=True,
+                probe=probe)
 
     model.exact_blocks = True
     out = args.out
@@ -678,7 +767,7 @@ def main() -> int:
         versions=OrderedDict(python=platform.python_version(), torch=torch.__version__,
                              transformers=transformers.__version__, numpy=np.__version__),
         seed=args.seed, threads=args.threads, parameters=n_params, vision=dict(model.vision_config.to_dict()),
-        train_scenes=OrderedDict(first_seed=TRAIN_SEED0, count=(args.steps1 + args.steps2) * args.batch),
+        train_scenes=OrderedDict(first_seed=TRAIN_SEED0, count=(args.steps1 + args.steps2 + args.steps3) * args.batch),
         heldout=OrderedDict(first_seed=HELDOUT_SEED0, count=HELDOUT_COUNT),
         stages=OrderedDict(stage0=OrderedDict(steps=args.steps0, lr=args.lr0, batch=2 * args.batch,
                                               data="the vision tower and the projector alone, with auxiliary linear "
@@ -696,8 +785,13 @@ def main() -> int:
                                               "the LLM (the tower and the projector as stage 0 left them)",
                                               data=f"{QUESTIONS_PER_SCENE} questions per scene, each its own one-turn chat (the image encoded once; the "
                                                                   f"questions packed as a tree after the shared image prefix), {CAPTION_SHARE:.0%} captions; "
-                                                                  f"loss on the answer tokens, the first one weighted {FIRST_ANSWER_WEIGHT:g}x")),
-        batch=args.batch, lr=OrderedDict(stage0=args.lr0, stage1=args.lr, stage2=args.lr2),
+                                                                  f"loss on the answer tokens, the first one weighted {FIRST_ANSWER_WEIGHT:g}x"),
+                           stage3=OrderedDict(steps=args.steps3, lr=args.lr3, trained="the LLM",
+                                              data=f"as stage 2, with a position question {STAGE3_POSITION_SHARE:.0%} of the time, and "
+                                                   f"linear probes (not exported, weight {PROBE_WEIGHT:g}) on the LLM's residual stream at "
+                                                   f"the position questions' names: after {COORD_LAYER} layers where each named shape "
+                                                   f"is, after {RELATION_LAYER} at the second name whether the first lies left of / above it")),
+        batch=args.batch, lr=OrderedDict(stage0=args.lr0, stage1=args.lr, stage2=args.lr2, stage3=args.lr3),
         optimizer="AdamW(0.9, 0.98), weight decay 0.05, clip 1.0, 5% warmup, cosine",
         tokenizer=OrderedDict((k, tok_info[k]) for k in ("training", "added_tokens", "size")),
         seconds=time.time() - t0,
