@@ -126,12 +126,17 @@ nlohmann::json bench_model(model_shape const& m, quant::weight_format format, op
       ref.run(ids, seq_offsets::single(4), slot, cb, tensor_view<float, 2>(b.data(), {1, vocab}), rctx);
       return bench::nmse(a.data(), b.data(), a.size());
     };
+    // A 4-token prompt takes the decode kernels, which with quantized weights quantize x as well
+    // (backend/cpu/qgemm.hpp): int16 per row for q8 (measured 4e-8 at 0.5B), int8 per group of 32
+    // for q4 (6.5e-4 at 0.5B, against the format's own 0.1 in the golden tests): budgets 1e-6 and
+    // 3e-3 there instead of 1e-8.
+    double const budget32 = format == quant::weight_format::dense ? 1e-8 : format == quant::weight_format::q8 ? 1e-6 : 3e-3;
     double const e32 = check(nn::product_precision::f32, 0.0f), e16 = check(nn::product_precision::bf16, KV{});
-    bool const ok = e32 <= 1e-8 && e16 <= 1e-3;
+    bool const ok = e32 <= budget32 && e16 <= 1e-3 + budget32;
     j["check_nmse_vs_reference"] = {{"f32_products_f32_cache", e32}, {"bf16_products", e16}};
     j["checked"] = ok;
     std::printf("  check: last-token logits of a 4-token prompt, cpu vs reference NMSE %.1e (f32 products and cache, "
-                "<= 1e-8), %.1e (bf16 products, <= 1e-3): %s\n", e32, e16, ok ? "ok" : "FAILED");
+                "<= %.0e), %.1e (bf16 products, <= %.1e): %s\n", e32, budget32, e16, 1e-3 + budget32, ok ? "ok" : "FAILED");
   }
 
   // Prefill: a 512-token prompt into an empty cache, logits of its last token.

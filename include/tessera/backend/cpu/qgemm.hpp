@@ -435,8 +435,11 @@ enum class quant_gemv_kernel {
 };
 
 /// Rows of W dequantized per block of the large-M path: a block of bf16 (f32) takes this many rows
-/// times K times 2 (4) bytes of scratch, and one call of the dense engine.
-inline constexpr index_t qgemm_block_rows = 256;
+/// times K times 2 (4) bytes of scratch (3.5 MiB for K = 896 in bf16, 74 MiB for Qwen2.5-7B's
+/// down projection, K = 18944), and one call of the dense engine. Each call converts x to bf16
+/// again, M K conversions against 2 M K x rows flops: with 256 rows that was 12 % of the 512-token
+/// prefill of an MLP matrix of Qwen2.5-0.5B (bench_kernels), with 2048 a few percent.
+inline constexpr index_t qgemm_block_rows = 2048;
 
 /// y = x W^T (+ bias) with quantized W. bf16_products: x is rounded to bf16 first; in the large-M
 /// path the dequantized W too (see the header comment).
