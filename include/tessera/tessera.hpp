@@ -13,6 +13,8 @@
 #include <tessera/core/seq_offsets.hpp>
 #include <tessera/core/geometry.hpp>
 #include <tessera/core/random.hpp>
+// quant: 8- and 4-bit weight formats
+#include <tessera/quant/format.hpp>
 // backend: tags, execution contexts
 #include <tessera/backend/backend.hpp>
 #include <tessera/backend/exec_ctx.hpp>
@@ -58,6 +60,7 @@
 #include <tessera/vision/vision_encoder.hpp>
 #include <tessera/lm/decoder_config.hpp>
 #include <tessera/lm/decoder_weights.hpp>
+#include <tessera/lm/quantize.hpp>
 #include <tessera/lm/kv_cache.hpp>
 #include <tessera/lm/qwen2_decoder.hpp>
 #include <tessera/lm/sampler.hpp>
@@ -69,6 +72,7 @@
 #include <tessera/model/qwen2/config.hpp>
 #include <tessera/model/qwen2/checkpoint.hpp>
 #include <tessera/model/qwen2/loader.hpp>
+#include <tessera/model/quantized_checkpoint.hpp>
 #include <tessera/model/qwen2_vl/config.hpp>
 #include <tessera/model/qwen2_vl/checkpoint.hpp>
 #include <tessera/model/qwen2_vl/processor.hpp>
