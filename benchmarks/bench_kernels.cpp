@@ -267,7 +267,7 @@ int main(int argc, char** argv) {
     for (auto f : {quant::weight_format::q8, quant::weight_format::q4})
       results.push_back(bench_qlinear(s, f, threads, true, quick, llc));
     for (auto f : {quant::weight_format::q8, quant::weight_format::q4})  // the f32 kernels the integer ones replace
-      if (f == quant::weight_format::q8 ? TESSERA_HAVE_Q8_INT_GEMV : TESSERA_HAVE_Q4_INT_GEMV)
+      if (!quick && (f == quant::weight_format::q8 ? TESSERA_HAVE_Q8_INT_GEMV : TESSERA_HAVE_Q4_INT_GEMV))
         results.push_back(bench_qlinear(s, f, threads, true, quick, llc, backend::cpu_detail::quant_gemv_kernel::f32));
   }
 

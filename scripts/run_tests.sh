@@ -45,7 +45,7 @@ unit_only=(-DTESSERA_BUILD_BENCHMARKS=OFF -DTESSERA_BUILD_EXAMPLES=OFF -DTESSERA
 # The native and none builds exist for the SIMD paths: they build the test files of the blocks
 # with a cpu backend (kernels, image resampling, packing, attention, pooling, encoders) and their
 # goldens, not the parsers and the tokenizer, which have no architecture-dependent code.
-simd_tests="core/;backend/;nn/;posemb/;pack/;attn/;pool/;vision/;io/test_image;golden/test_golden_nn"
+simd_tests="core/;backend/;nn/;quant/;posemb/;pack/;attn/;pool/;vision/;io/test_image;golden/test_golden_nn"
 simd_tests+=";golden/test_golden_image;golden/test_golden_attn;golden/test_golden_pool;golden/test_golden_rope"
 simd_tests+=";golden/test_golden_vision"
 
@@ -84,11 +84,18 @@ ctest_run() {
   return $rc
 }
 
+# GCC collects its garbage less often with these (the same code; more memory per compiler, about
+# 1-2 GB): about 9 % less compile CPU for the test files, measured on the decoder tests.
+gcc_flags=()
+if c++ --version 2>/dev/null | grep -q "Free Software Foundation"; then
+  gcc_flags=(-DCMAKE_CXX_FLAGS="--param ggc-min-expand=400 --param ggc-min-heapsize=2097152")
+fi
+
 # configure_build_test <build dir> <cmake configure args...>: configure, build all, run every test.
 configure_build_test() {
   local dir=$1; shift
   local t0=$SECONDS t1
-  cmake -S . -B "$dir" "$@" && cmake --build "$dir" -j"$build_jobs" || return 1
+  cmake -S . -B "$dir" "${gcc_flags[@]}" "$@" && cmake --build "$dir" -j"$build_jobs" || return 1
   t1=$SECONDS
   ctest_run "$dir"
   local rc=$?
