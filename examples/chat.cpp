@@ -57,9 +57,7 @@ struct options {
   bool print_ids = false;
   /// --weights q8 / q4: the LLM's linear layers quantized on load
   [[nodiscard]] tessera::quant::weight_format linear_format() const {
-    return weights == "q8" ? tessera::quant::weight_format::q8
-           : weights == "q4" ? tessera::quant::weight_format::q4
-                             : tessera::quant::weight_format::dense;
+    return tessera::quant::parse_weight_format(weights).value_or(tessera::quant::weight_format::dense);
   }
 };
 

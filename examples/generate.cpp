@@ -62,9 +62,7 @@ struct options {
   std::string weights = "auto", kv_cache = "auto";
   /// --weights q8 / q4: the linear layers quantized on load
   [[nodiscard]] tessera::quant::weight_format linear_format() const {
-    return weights == "q8" ? tessera::quant::weight_format::q8
-           : weights == "q4" ? tessera::quant::weight_format::q4
-                             : tessera::quant::weight_format::dense;
+    return tessera::quant::parse_weight_format(weights).value_or(tessera::quant::weight_format::dense);
   }
   std::optional<std::vector<text::token_id>> prompt_ids;
   bool print_ids = false;

@@ -42,10 +42,6 @@ struct linear_weights {
   tensor_view<T const, 2, Space> weight;
   std::optional<tensor_view<T const, 1, Space>> bias;
   quant::qmatrix quantized{};
-
-  /// [d_out, d_in] of the weight, whichever way it is stored.
-  [[nodiscard]] index_t rows() const noexcept { return quantized.empty() ? weight.extent(0) : quantized.rows; }
-  [[nodiscard]] index_t cols() const noexcept { return quantized.empty() ? weight.extent(1) : quantized.cols; }
 };
 
 namespace detail {
