@@ -11,6 +11,7 @@
 
 #include <catch2/catch_test_macros.hpp>
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -205,6 +206,65 @@ TEST_CASE("masked_attention: q_len != kv_len (decode), causal rows without keys"
         }
     }
   }
+}
+
+TEST_CASE("masked_attention cpu: decode steps of Qwen2.5's GQA groups, 8-row tiles bitwise equal to the wide ones",
+          "[attn][unit]") {
+  // One query per sequence over caches that end inside, at and past the 96-key tiles, f32 and
+  // bf16 K / V. Where group x queries <= 8 the cpu backend takes tiles of one AVX2-width vector;
+  // they must give bitwise the wide tiles' result (the same sums in the same order) and match the
+  // reference. Groups 9 and 4 x 3 queries take the wide tiles (the last check is then trivially
+  // equal, the reference check is not).
+  struct gqa {
+    index_t heads, kv_heads, head_dim;
+    std::vector<std::int64_t> q_lens;
+  };
+  std::vector<gqa> const cases{{14, 2, 64, {1, 1, 1, 1}},   // Qwen2.5-0.5B
+                               {12, 2, 128, {1, 1, 1, 1}},  // 1.5B
+                               {28, 4, 128, {1, 1, 1, 1}},  // 7B
+                               {16, 2, 128, {1, 1, 1, 1}},  // 3B: group 8 fills the tile
+                               {8, 2, 64, {2, 1, 2, 1}},    // group 4, two queries a sequence (8 rows)
+                               {9, 1, 64, {1, 1, 1, 1}},    // group 9: wide tiles
+                               {8, 2, 72, {3, 1, 3, 2}}};   // 12 rows: wide tiles
+  std::vector<std::int64_t> const kv_lens{5, 96, 97, 300};
+  for (auto const& c : cases)
+    for (bool causal : {true, false}) {
+      problem const p(c.q_lens, kv_lens, c.heads, c.kv_heads, c.head_dim, test::seed() + 350 + c.heads + c.head_dim);
+      check_cpu_vs_ref(p, {causal, 0.0f});
+      // The same problem straight through the wide tiles, with f32 and with bf16 K / V.
+      index_t const n_q = p.q_seqs.n_tokens(), n_kv = p.kv_seqs.n_tokens();
+      std::vector<attn::seq_range> ranges;
+      for (index_t s = 0; s < p.q_seqs.n_seqs(); ++s)
+        ranges.push_back({p.q_seqs.begin(s), p.q_seqs.end(s), p.kv_seqs.begin(s), p.kv_seqs.end(s)});
+      attn::detail::attention_params const params{1.0f / std::sqrt(static_cast<float>(c.head_dim)), causal};
+      std::vector<bf16> kb(p.k.size()), vb(p.v.size());
+      for (std::size_t i = 0; i < kb.size(); ++i) kb[i] = bf16::from_float(p.k[i]);
+      for (std::size_t i = 0; i < vb.size(); ++i) vb[i] = bf16::from_float(p.v[i]);
+      tensor_view<bf16 const, 3> const kbv(kb.data(), {n_kv, c.kv_heads, c.head_dim}), vbv(vb.data(), {n_kv, c.kv_heads, c.head_dim});
+      for (int threads : {1, 2}) {
+        exec_ctx<backend::cpu> ctx(threads);
+        auto const both = [&](auto kview, auto vview) {
+          std::array<std::vector<float>, 2> outs, lses;
+          for (int wide = 0; wide < 2; ++wide) {
+            outs[wide].assign(static_cast<std::size_t>(n_q * c.heads * c.head_dim), -1.0f);
+            lses[wide].assign(static_cast<std::size_t>(c.heads * n_q), -1.0f);
+            tensor_view<float, 3> const out(outs[wide].data(), {n_q, c.heads, c.head_dim});
+            tensor_view<float, 2> const lse(lses[wide].data(), {c.heads, n_q});
+            if (wide)
+              attn::detail::masked_attention_impl<backend::cpu>::wide_tiles::run(p.qv(), kview, vview, ranges, out, lse,
+                                                                                 params, ctx);
+            else
+              attn::detail::masked_attention_impl<backend::cpu>::run(p.qv(), kview, vview, ranges, out, lse, params, ctx);
+          }
+          INFO("heads " << c.heads << "/" << c.kv_heads << " head_dim " << c.head_dim << " causal " << causal
+                        << " threads " << threads);
+          REQUIRE(outs[0] == outs[1]);
+          REQUIRE(lses[0] == lses[1]);
+        };
+        both(p.kv(), p.vv());
+        both(kbv, vbv);
+      }
+    }
 }
 
 TEST_CASE("masked_attention: rows without keys give out = 0 and lse = -inf", "[attn][unit]") {

@@ -62,17 +62,25 @@ template <class Arch>
   return p * bitcast<float>(e);
 }
 
-template <class Arch>
-struct masked_attention_impl<backend::cpu_simd<Arch>> {
+/// The tile kernel for one vector architecture and QV query vectors per tile (see the top of the
+/// file); masked_attention_impl below picks the instance.
+template <class Arch, int QV_>
+struct flash_tiles {
   using B = backend::cpu_detail::fbatch<Arch>;
   static constexpr int L = static_cast<int>(B::size);
-  /// 32 vector registers with AVX-512, 16 with AVX2 / SSE2.
-  static constexpr bool wide = L >= 16;
-  static constexpr int QV = 2;                 ///< query vectors per tile
+  /// 32 vector registers with AVX-512, 16 with AVX2 / SSE2 (a narrow batch of an AVX-512 build
+  /// still has 32).
+#if defined(__AVX512F__)
+  static constexpr bool wide = true;
+#else
+  static constexpr bool wide = false;
+#endif
+  static constexpr int QV = QV_;               ///< query vectors per tile
   static constexpr int BR = QV * L;            ///< rows per tile: (head, token) pairs
-  static constexpr int MR = wide ? 12 : 6;     ///< keys per S^T register tile (MR x QV accumulators)
+  /// Keys per S^T register tile (MR x QV accumulators), and head dims per O^T register tile.
+  static constexpr int MR = QV == 1 ? (wide ? 24 : 12) : (wide ? 12 : 6);
   static constexpr int BC = 96;                ///< keys per key tile (a multiple of MR)
-  static constexpr int DR_MAX = wide ? 12 : 6; ///< head dims per O^T register tile
+  static constexpr int DR_MAX = MR;
   static constexpr int max_chunk = 16;         ///< query tiles per work item sharing each packed K / V tile
   static_assert(BC % MR == 0);
   /// Scores are in the log2 domain: q is pre-multiplied by scale * log2(e).
@@ -106,14 +114,14 @@ struct masked_attention_impl<backend::cpu_simd<Arch>> {
     bool causal;
   };
 
-  template <class KV>
+  template <class KV, class Ctx>
   static void run(tensor_view<float const, 3> q,  // [n_q_tokens, n_heads, head_dim]
                   tensor_view<KV const, 3> k,     // [n_kv_tokens, n_kv_heads, head_dim] f32 or bf16
                   tensor_view<KV const, 3> v,     // [n_kv_tokens, n_kv_heads, head_dim] f32 or bf16
                   std::span<seq_range const> ranges,
                   tensor_view<float, 3> out,      // [n_q_tokens, n_heads, head_dim]
                   tensor_view<float, 2> lse,      // [n_heads, n_q_tokens] or empty
-                  attention_params const& p, exec_ctx<backend::cpu_simd<Arch>>& ctx) {
+                  attention_params const& p, Ctx& ctx) {
     index_t const n_heads = q.extent(1), head_dim = q.extent(2), group = n_heads / k.extent(1);
     problem<KV> const pb{q, k, v, out, lse, ranges, head_dim, group, p.scale * log2e, p.causal};
     // Tile shape: all heads of a group share the tile when they fit, tokens fill the rest.
@@ -448,6 +456,35 @@ struct masked_attention_impl<backend::cpu_simd<Arch>> {
     for (int a = 0; a < DR; ++a)
       if (Full || a < rows)
         for (int c = 0; c < QV; ++c) acc[a][c].store_aligned(ot + a * BR + c * L);
+  }
+};
+
+template <class Arch>
+struct masked_attention_impl<backend::cpu_simd<Arch>> {
+  using wide_tiles = flash_tiles<Arch, 2>;
+  /// One query per sequence (decode) gives a tile only `group` rows (the query heads of a kv
+  /// head): 7 of 32 with AVX-512 and two vectors per tile. Such calls take tiles of 8 rows, one
+  /// AVX2-width vector: every score and exponential then costs 4x fewer vector operations on AVX-512
+  /// (8x fewer lanes, at twice the rate of a 512-bit operation on cores that split them) and 2x
+  /// fewer on AVX2. Not with SSE2 (4 lanes: a group of 7 would need two tiles).
+#if XSIMD_WITH_FMA3_AVX2
+  using narrow_tiles = flash_tiles<xsimd::fma3<xsimd::avx2>, 1>;
+#endif
+
+  template <class KV>
+  static void run(tensor_view<float const, 3> q, tensor_view<KV const, 3> k, tensor_view<KV const, 3> v,
+                  std::span<seq_range const> ranges, tensor_view<float, 3> out, tensor_view<float, 2> lse,
+                  attention_params const& p, exec_ctx<backend::cpu_simd<Arch>>& ctx) {
+#if XSIMD_WITH_FMA3_AVX2
+    index_t const group = q.extent(1) / k.extent(1);
+    index_t max_q = 0;
+    for (seq_range const& r : ranges) max_q = std::max(max_q, r.q_end - r.q_begin);
+    if (group * max_q <= narrow_tiles::BR) {
+      narrow_tiles::run(q, k, v, ranges, out, lse, p, ctx);
+      return;
+    }
+#endif
+    wide_tiles::run(q, k, v, ranges, out, lse, p, ctx);
   }
 };
 
