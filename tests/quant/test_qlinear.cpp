@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <span>
 #include <vector>
 
 using namespace tessera;
@@ -246,6 +247,68 @@ TEST_CASE("quantized linear cpu matches the reference's dequantize-then-multiply
           }
 }
 
+TEST_CASE("grouped quantized linear: bitwise each product alone, wide rows against the reference", "[quant][unit]") {
+  // nn::linear over a span of quantized outputs of the same x (a decoder's q, k, v; gate, up): the
+  // cpu backend's decode kernels run them in one pass. Each output must equal its own nn::linear
+  // bitwise (1 and 2 threads), and the reference's within the bound of the integer kernels' x
+  // quantization. Widths of 19 and 34 groups cross the 8-bit kernel's 16-group scale blocks and
+  // end on half a 64-byte pair; m = 5 takes the large-M path one product at a time.
+  auto const seed = test::seed();
+  INFO("seed " << seed);
+  std::uint64_t s = seed;
+  for (weight_format f : quantized_formats)
+    for (auto p : {product_precision::f32, product_precision::bf16})
+      for (index_t m : {index_t{1}, index_t{3}, index_t{5}})
+        for (index_t k : {index_t{608}, index_t{1088}}) {
+          index_t const group = k == 1088 ? 64 : 32;
+          std::vector<index_t> const rows{37, 8, 8};  // q, k, v of a tiny GQA layer
+          std::vector<quant::quantized_matrix> ws;
+          std::vector<std::vector<float>> biases;
+          for (index_t n : rows) {
+            auto w = test::random_vector<float>(static_cast<std::size_t>(n * k), ++s, 0.05f);
+            ws.push_back(quant::quantize(tensor_view<float const, 2>(w.data(), {n, k}), f, group));
+            biases.push_back(test::random_vector<float>(static_cast<std::size_t>(n), ++s));
+          }
+          auto x = test::random_vector<float>(static_cast<std::size_t>(m * k), ++s);
+          INFO(quant::name_of(f) << " m=" << m << " k=" << k << " precision=" << (p == product_precision::bf16 ? "bf16" : "f32"));
+          auto grouped = [&]<class Backend>(int threads) {
+            std::vector<std::vector<float>> ys;
+            std::vector<nn::quantized_output<float>> outs;
+            for (std::size_t i = 0; i < rows.size(); ++i) ys.emplace_back(static_cast<std::size_t>(m * rows[i]), -1.0f);
+            for (std::size_t i = 0; i < rows.size(); ++i)
+              outs.push_back({ws[i].view(),
+                              i == 1 ? tensor_view<float const, 1>(nullptr, {0})  // k without bias
+                                     : tensor_view<float const, 1>(biases[i].data(), {rows[i]}),
+                              tensor_view<float, 2>(ys[i].data(), {m, rows[i]})});
+            exec_ctx<Backend> ctx(threads);
+            nn::linear<Backend>(tensor_view<float const, 2>(x.data(), {m, k}),
+                                std::span<nn::quantized_output<float> const>(outs), ctx, p);
+            return ys;
+          };
+          auto const ref = grouped.template operator()<backend::reference>(1);
+          for (int threads : {1, 2}) {
+            auto const got = grouped.template operator()<backend::cpu>(threads);
+            for (std::size_t i = 0; i < rows.size(); ++i) {
+              INFO("output " << i << " threads " << threads);
+              auto const alone = run_qlinear<backend::cpu>(x, m, ws[i].view(), i == 1 ? nullptr : &biases[i], p, threads);
+              REQUIRE(got[i] == alone);
+              auto const want = run_qlinear<backend::reference>(x, m, ws[i].view(), i == 1 ? nullptr : &biases[i], p, 1);
+              REQUIRE(ref[i] == want);
+              auto const scale = abs_products(x, m, ws[i].view());
+              bool const x_quantized = int_gemv(f) && m <= 4;
+              std::vector<double> const x_bound = x_quantized
+                                                      ? x_rounding_bound(x, m, ws[i].view(), p == product_precision::bf16)
+                                                      : std::vector<double>(scale.size());
+              double const rel = (p == product_precision::bf16 && m > 4) ? 1.0 / 256 : 1e-6 * std::sqrt(double(k));
+              for (std::size_t e = 0; e < want.size(); ++e) {
+                INFO("element " << e << " got " << got[i][e] << " want " << want[e]);
+                REQUIRE(std::fabs(got[i][e] - want[e]) <= rel * scale[e] + x_bound[e] * (1 + 1e-5) + 1e-6);
+              }
+            }
+          }
+        }
+}
+
 TEST_CASE("quantized linear rejects bad shapes and groups with a message naming the block", "[quant][unit]") {
   std::vector<float> w(64 * 4, 0.5f), x(64 * 2, 1.0f), y(2 * 4);
   auto q = quant::quantize(tensor_view<float const, 2>(w.data(), {4, 64}), weight_format::q8);
@@ -258,6 +321,14 @@ TEST_CASE("quantized linear rejects bad shapes and groups with a message naming 
   REQUIRE_THROWS_WITH(nn::linear<backend::cpu>(tensor_view<float const, 2>(x.data(), {2, 64}), q.view(), none,
                                                tensor_view<float, 2>(y.data(), {2, 3}), ctx),
                       ContainsSubstring("y must be [2, 4]"));
+  // A grouped call checks every output before running any: the second one's y is too narrow.
+  std::vector<float> y2(2 * 4, -1.0f);
+  std::vector<nn::quantized_output<float>> const outs{{q.view(), none, tensor_view<float, 2>(y2.data(), {2, 4})},
+                                                      {q.view(), none, tensor_view<float, 2>(y.data(), {2, 3})}};
+  REQUIRE_THROWS_WITH(nn::linear<backend::cpu>(tensor_view<float const, 2>(x.data(), {2, 64}),
+                                               std::span<nn::quantized_output<float> const>(outs), ctx),
+                      ContainsSubstring("y must be [2, 4]"));
+  REQUIRE(y2 == std::vector<float>(2 * 4, -1.0f));
   auto bad = q.view();
   bad.group = 48;
   REQUIRE_THROWS_WITH(nn::linear<backend::cpu>(tensor_view<float const, 2>(x.data(), {2, 64}), bad, none,

@@ -34,6 +34,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <span>
@@ -229,15 +230,14 @@ class qwen2_decoder {
       decoder_layer_weights<T> const& w = weights_.layers[static_cast<std::size_t>(l)];
       // ---- attention ----
       norm(x, w.input_norm, eps, h, ctx);
-      linear(h, w.q, qcols, ctx);
       if (fused) {
         tensor_view<float, 2> const kvcols(qkv + qd, {n, 2 * kvd}, {qkv_w, 1});  // [n_tokens, (k_g | v_g) per head]
-        linear(h, *w.kv_fused, kvcols, ctx);
+        linear_group(h, {{&w.q, qcols}, {&*w.kv_fused, kvcols}}, ctx);
       } else {
         tensor_view<float, 2> const kcols(qkv + qd, {n, kvd}, {qkv_w, 1});        // [n_tokens, n_kv_heads * head_dim]
         tensor_view<float, 2> const vcols(qkv + qd + kvd, {n, kvd}, {qkv_w, 1});  // [n_tokens, n_kv_heads * head_dim]
-        linear(h, flat(w.k), kcols, ctx);
-        linear(h, flat(w.v), vcols, ctx);
+        nn::linear_weights<T> const wk = flat(w.k), wv = flat(w.v);
+        linear_group(h, {{&w.q, qcols}, {&wk, kcols}, {&wv, vcols}}, ctx);
       }
       posemb::rope_1d<Backend>(q_rot, pos_view, theta, ctx);
       posemb::rope_1d<Backend>(k_rot, pos_view, theta, ctx);
@@ -256,8 +256,7 @@ class qwen2_decoder {
       } else {
         gate = tensor_view<float, 2>(ffn.data(), {n, ff}, {2 * ff, 1});
         up = tensor_view<float, 2>(ffn.data() + ff, {n, ff}, {2 * ff, 1});
-        linear(h, w.gate, gate, ctx);
-        linear(h, w.up, up, ctx);
+        linear_group(h, {{&w.gate, gate}, {&w.up, up}}, ctx);
       }
       nn::swiglu<Backend>(gate, up, gate, ctx);
       linear(gate, w.down, tmp, ctx);
@@ -340,6 +339,27 @@ class qwen2_decoder {
   void linear(tensor_view<float const, 2> in, nn::linear_weights<T> const& w, tensor_view<float, 2> out,
               exec_ctx<Backend>& ctx) const {
     nn::linear<Backend>(in, w, out, ctx, precision_);
+  }
+
+  /// Linear layers of the same input: as one grouped nn::linear where the backend takes quantized
+  /// weights and all of them are quantized (the decode kernels then make one pass over them all),
+  /// else one by one. The values are the same either way.
+  void linear_group(tensor_view<float const, 2> in,
+                    std::initializer_list<std::pair<nn::linear_weights<T> const*, tensor_view<float, 2>>> items,
+                    exec_ctx<Backend>& ctx) const {
+    if constexpr (nn::supports_quantized_v<Backend>) {
+      std::array<nn::quantized_output<T>, 3> outs{};
+      std::size_t count = 0;
+      for (auto const& [w, y] : items) {
+        if (w->quantized.empty() || count == outs.size()) break;
+        outs[count++] = {w->quantized, w->bias ? *w->bias : tensor_view<T const, 1>(nullptr, {0}), y};
+      }
+      if (count == items.size()) {
+        nn::linear<Backend>(in, std::span<nn::quantized_output<T> const>(outs.data(), count), ctx, precision_);
+        return;
+      }
+    }
+    for (auto const& [w, y] : items) linear(in, *w, y, ctx);
   }
 
   void norm(tensor_view<float const, 2> in, nn::norm_weights<T> const& w, float eps, tensor_view<float, 2> out,

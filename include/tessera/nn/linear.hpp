@@ -12,6 +12,7 @@
 #include <tessera/quant/format.hpp>
 
 #include <optional>
+#include <span>
 #include <type_traits>
 
 namespace tessera::nn {
@@ -55,6 +56,22 @@ template <class Backend>
 struct qlinear_impl {  // quantized weights; specialized in detail/linear_ref.hpp, detail/linear_cpu.hpp
   static_assert(always_false<Backend>, "nn::linear with quantized weights has no implementation for this backend");
 };
+
+/// nn::linear's checks of a quantized product (x [m, w.cols], y [m, w.rows], a bias of w.rows or 0
+/// elements, contiguous last dimensions).
+inline void check_quantized_linear(tensor_view<float const, 2> x, quant::qmatrix const& w, index_t bias_size,
+                                   bool bias_contiguous, tensor_view<float, 2> y) {
+  TESSERA_CHECK(!w.empty(), "nn::linear: the quantized weight is empty (format dense)");
+  quant::check_group(w.format, w.cols, w.group, "nn::linear");
+  TESSERA_CHECK(x.extent(1) == w.cols, "nn::linear: x is [", x.extent(0), ", ", x.extent(1), "] but the ",
+                quant::name_of(w.format), " W is [", w.rows, ", ", w.cols, "]: the inner dimensions must agree");
+  TESSERA_CHECK(y.extent(0) == x.extent(0) && y.extent(1) == w.rows, "nn::linear: y must be [", x.extent(0), ", ",
+                w.rows, "], got [", y.extent(0), ", ", y.extent(1), "]");
+  TESSERA_CHECK(bias_size == 0 || bias_size == w.rows, "nn::linear: bias must have ", w.rows,
+                " elements (or none), got ", bias_size);
+  TESSERA_CHECK(x.is_row_contiguous() && y.is_row_contiguous() && bias_contiguous,
+                "nn::linear: the last dimension of x, y and the bias must be contiguous");
+}
 }  // namespace detail
 
 /// Whether a backend multiplies by quantized weights (the reference and the cpu backends do).
@@ -115,17 +132,30 @@ template <backend::tag Backend = TESSERA_DEFAULT_BACKEND, class Bias>
 void linear(tensor_view<float const, 2> x, quant::qmatrix const& w, tensor_view<Bias, 1> bias, tensor_view<float, 2> y,
             exec_ctx<Backend>& ctx, product_precision precision = product_precision::f32) {
   static_assert(supports_quantized_v<Backend>, "nn::linear: this backend has no quantized weights");
-  TESSERA_CHECK(!w.empty(), "nn::linear: the quantized weight is empty (format dense)");
-  quant::check_group(w.format, w.cols, w.group, "nn::linear");
-  TESSERA_CHECK(x.extent(1) == w.cols, "nn::linear: x is [", x.extent(0), ", ", x.extent(1), "] but the ",
-                quant::name_of(w.format), " W is [", w.rows, ", ", w.cols, "]: the inner dimensions must agree");
-  TESSERA_CHECK(y.extent(0) == x.extent(0) && y.extent(1) == w.rows, "nn::linear: y must be [", x.extent(0), ", ",
-                w.rows, "], got [", y.extent(0), ", ", y.extent(1), "]");
-  TESSERA_CHECK(bias.extent(0) == 0 || bias.extent(0) == w.rows, "nn::linear: bias must have ", w.rows,
-                " elements (or none), got ", bias.extent(0));
-  TESSERA_CHECK(x.is_row_contiguous() && y.is_row_contiguous() && (bias.extent(0) <= 1 || bias.stride(0) == 1),
-                "nn::linear: the last dimension of x, y and the bias must be contiguous");
+  detail::check_quantized_linear(x, w, bias.extent(0), bias.extent(0) <= 1 || bias.stride(0) == 1, y);
   detail::qlinear_impl<Backend>::run(x, w, tensor_view<std::remove_cv_t<Bias> const, 1>(bias), y, ctx, precision);
+}
+
+/// One output of the grouped nn::linear below: y = x @ dequantize(w)^T + bias.
+template <class Bias>
+struct quantized_output {
+  quant::qmatrix w;
+  tensor_view<Bias const, 1> bias;  ///< [w.rows], or empty for none
+  tensor_view<float, 2> y;          ///< [x rows, w.rows]
+};
+
+/// Several quantized linear layers of the same x (a decoder's q, k and v; gate and up): each
+/// output exactly as its own nn::linear (the same checks, bitwise the same values), in one pass
+/// where the backend has one: the cpu backend's decode kernels (x of at most 4 rows) quantize x
+/// once and share the rows of all the matrices among the threads in one parallel region, instead
+/// of one region (and one barrier, and one load-balancing tail) per matrix.
+template <backend::tag Backend = TESSERA_DEFAULT_BACKEND, class Bias>
+void linear(tensor_view<float const, 2> x, std::span<quantized_output<Bias> const> outs, exec_ctx<Backend>& ctx,
+            product_precision precision = product_precision::f32) {
+  static_assert(supports_quantized_v<Backend>, "nn::linear: this backend has no quantized weights");
+  for (quantized_output<Bias> const& o : outs)
+    detail::check_quantized_linear(x, o.w, o.bias.extent(0), o.bias.extent(0) <= 1 || o.bias.stride(0) == 1, o.y);
+  detail::qlinear_impl<Backend>::run_group(x, outs, ctx, precision);
 }
 
 /// With an nn.Linear's parameters (weight and optional bias), as above; the quantized weight when

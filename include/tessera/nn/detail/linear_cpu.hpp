@@ -5,6 +5,9 @@
 #include <tessera/backend/cpu/gemm.hpp>
 #include <tessera/backend/cpu/qgemm.hpp>
 
+#include <new>
+#include <span>
+
 namespace tessera::nn::detail {
 
 template <class Arch>
@@ -30,6 +33,18 @@ struct qlinear_impl<backend::cpu_simd<Arch>> {
     backend::cpu_detail::qgemm_args<Bias> const g{x.extent(0), x.data(), x.stride(0), w,
                                                   bias.extent(0) ? bias.data() : nullptr, y.data(), y.stride(0)};
     backend::cpu_detail::qgemm<Arch>(g, precision == product_precision::bf16, ctx);
+  }
+  template <class Bias>
+  static void run_group(tensor_view<float const, 2> x, std::span<quantized_output<Bias> const> outs,
+                        exec_ctx<backend::cpu_simd<Arch>>& ctx, product_precision precision) {
+    auto frame = ctx.scratch().open();
+    auto* const parts = frame.template alloc<backend::cpu_detail::qgemm_args<Bias>>(outs.size());  // [outs]
+    for (std::size_t i = 0; i < outs.size(); ++i)
+      new (parts + i) backend::cpu_detail::qgemm_args<Bias>{x.extent(0), x.data(), x.stride(0), outs[i].w,
+                                                            outs[i].bias.extent(0) ? outs[i].bias.data() : nullptr,
+                                                            outs[i].y.data(), outs[i].y.stride(0)};
+    backend::cpu_detail::qgemm_group<Arch>(std::span<backend::cpu_detail::qgemm_args<Bias> const>(parts, outs.size()),
+                                           precision == product_precision::bf16, ctx);
   }
 };
 

@@ -54,6 +54,11 @@ struct qlinear_impl<backend::reference> {
       }
     }
   }
+  template <class Bias>
+  static void run_group(tensor_view<float const, 2> x, std::span<quantized_output<Bias> const> outs,
+                        exec_ctx<backend::reference>& ctx, product_precision precision) {
+    for (quantized_output<Bias> const& o : outs) run(x, o.w, o.bias, o.y, ctx, precision);
+  }
 };
 
 }  // namespace tessera::nn::detail
