@@ -8,8 +8,12 @@
 // (the fastest run is reported beside them). Prints a table and writes JSON (--json PATH);
 // scripts/bench_decoder.sh runs the same shapes in PyTorch next to it.
 //   bench_decoder [--quick] [--threads N] [--json PATH] [--filter TEXT] [--kv f32|bf16] [--steps N]
-//                 [--weights bf16,q8,q4]
+//                 [--weights bf16,q8,q4] [--lm-head q8|q4] [--model DIR]
 // --quick: a tiny model, short runs (the CI smoke test; its numbers are not measurements).
+// --lm-head: quantize the LM head too, in this format (default: bf16).
+// --model DIR: a Qwen2 checkpoint directory instead of the random shapes (bf16 weights are
+//   mmapped, others converted; --weights q8 / q4 quantize on load), e.g. the random checkpoint
+//   tools/bench/random_qwen2_checkpoint.py writes, which llama.cpp can convert too.
 #include <tessera/tessera.hpp>
 
 #include "bench_common.hpp"
@@ -34,14 +38,15 @@ namespace {
 struct model_shape {
   std::string name;
   lm::decoder_config config;
+  std::filesystem::path dir;  ///< a checkpoint directory, or empty: random weights
 };
 
 /// Qwen2.5-0.5B and -1.5B as their config.json files give them (spec section 4.4).
 std::vector<model_shape> model_shapes(bool quick) {
-  if (quick) return {{"tiny", test::qwen2_config_of(1000, 128, 2, 2, 1, 256, true)}};
-  return {{"Qwen2.5-0.5B", test::qwen2_config_of(151936, 896, 24, 14, 2, 4864, true)},
-          {"Qwen2.5-1.5B", test::qwen2_config_of(151936, 1536, 28, 12, 2, 8960, true)},
-          {"Qwen2.5-7B", test::qwen2_config_of(152064, 3584, 28, 28, 4, 18944, false)}};
+  if (quick) return {{"tiny", test::qwen2_config_of(1000, 128, 2, 2, 1, 256, true), {}}};
+  return {{"Qwen2.5-0.5B", test::qwen2_config_of(151936, 896, 24, 14, 2, 4864, true), {}},
+          {"Qwen2.5-1.5B", test::qwen2_config_of(151936, 1536, 28, 12, 2, 8960, true), {}},
+          {"Qwen2.5-7B", test::qwen2_config_of(152064, 3584, 28, 28, 4, 18944, false), {}}};
 }
 
 struct options {
@@ -53,6 +58,8 @@ struct options {
   int steps = 32;
   std::vector<quant::weight_format> formats{quant::weight_format::dense, quant::weight_format::q8,
                                             quant::weight_format::q4};
+  quant::weight_format lm_head = quant::weight_format::dense;
+  std::filesystem::path model_dir;
 };
 
 /// "bf16" for dense bf16 weights, else the format's name.
@@ -82,26 +89,36 @@ template <class KV>
 nlohmann::json bench_model(model_shape const& m, quant::weight_format format, options const& o,
                            std::function<double()> const& probe_dram, double fma_gflops) {
   lm::decoder_config const& c = m.config;
-  bool const big = m.name == "Qwen2.5-7B";
+  bool const big = c.d_model >= 3584;  // the 7B shape
   auto const t0 = bench::clock_type::now();
   // Quantized formats draw each layer's bf16 weights, quantize them and drop them (the 7B shape's
   // 15 GB of bf16 never exist at once); the same seed draws the same weights in every format.
-  auto const rd = test::make_random_decoder<bf16>(c, 2024, 0.02f, false, format);
+  std::optional<test::random_decoder<bf16>> rd;
+  if (m.dir.empty()) rd.emplace(test::make_random_decoder<bf16>(c, 2024, 0.02f, false, format));
+  // The decoder on `Backend` with these options, over the random weights or the checkpoint.
+  auto const make = [&]<class Backend>(lm::decoder_options opt) {
+    opt.quantize.lm_head = o.lm_head;
+    if (rd) return lm::qwen2_decoder<Backend, bf16>(c, rd->hf, opt);
+    opt.quantize.format = format;
+    return model::load_qwen2_decoder<Backend, bf16>(m.dir, io::dtype_policy::convert, opt).decoder;
+  };
+  auto const dec = make.template operator()<backend::cpu>({});
   double const build_s = std::chrono::duration<double>(bench::clock_type::now() - t0).count();
-  lm::qwen2_decoder<backend::cpu, bf16> const dec(c, rd.hf);
   exec_ctx<backend::cpu> ctx(o.threads);
   index_t const vocab = c.vocab_size;
   std::string const wname = weights_name(format);
-  std::printf("%s, %s linear layers: d_model %ld, %ld layers, %ld/%ld heads of %ld, d_ff %ld, vocab %ld: %.2f GB of "
-              "weights read per token (built in %.1f s)\n",
-              m.name.c_str(), wname.c_str(), static_cast<long>(c.d_model), static_cast<long>(c.n_layers),
+  std::printf("%s, %s linear layers, LM head %s: d_model %ld, %ld layers, %ld/%ld heads of %ld, d_ff %ld, vocab %ld: "
+              "%.2f GB of weights read per token (%s in %.1f s)\n",
+              m.name.c_str(), wname.c_str(), weights_name(o.lm_head).c_str(), static_cast<long>(c.d_model), static_cast<long>(c.n_layers),
               static_cast<long>(c.n_heads), static_cast<long>(c.n_kv_heads), static_cast<long>(c.head_dim),
               static_cast<long>(c.d_ff), static_cast<long>(vocab), static_cast<double>(dec.decode_weight_bytes()) * 1e-9,
-              build_s);
+              m.dir.empty() ? "built" : "loaded", build_s);
 
   nlohmann::json j;
   j["model"] = m.name;
   j["weights"] = wname;
+  j["lm_head"] = weights_name(o.lm_head);
+  if (!m.dir.empty()) j["checkpoint"] = m.dir.string();
   j["config"] = {{"d_model", c.d_model}, {"n_layers", c.n_layers}, {"n_heads", c.n_heads}, {"n_kv_heads", c.n_kv_heads},
                  {"head_dim", c.head_dim}, {"d_ff", c.d_ff}, {"vocab", vocab}, {"tied", c.tie_word_embeddings}};
   j["weight_bytes_per_token"] = dec.decode_weight_bytes();
@@ -117,8 +134,8 @@ nlohmann::json bench_model(model_shape const& m, quant::weight_format format, op
     std::vector<index_t> const slot{0};
     auto check = [&]<class CacheT>(nn::product_precision p, CacheT) {
       lm::decoder_options const opt{p};
-      lm::qwen2_decoder<backend::cpu, bf16> const fast(c, rd.hf, opt);
-      lm::qwen2_decoder<backend::reference, bf16> const ref(c, rd.hf, opt);
+      auto const fast = make.template operator()<backend::cpu>(opt);
+      auto const ref = make.template operator()<backend::reference>(opt);
       exec_ctx<backend::reference> rctx;
       std::vector<float> a(static_cast<std::size_t>(vocab)), b(a.size());
       lm::kv_cache<CacheT> ca(dec.cache_shape(1, 8)), cb(dec.cache_shape(1, 8));
@@ -230,6 +247,16 @@ int main(int argc, char** argv) {
     else if (a == "--filter" && i + 1 < argc) o.filter = argv[++i];
     else if (a == "--steps" && i + 1 < argc) o.steps = std::max(1, std::atoi(argv[++i]));
     else if (a == "--kv" && i + 1 < argc) o.bf16_cache = std::string(argv[++i]) != "f32";
+    else if (a == "--model" && i + 1 < argc) o.model_dir = argv[++i];
+    else if (a == "--lm-head" && i + 1 < argc) {
+      std::string const w = argv[++i];
+      auto const f = w == "bf16" ? std::optional(quant::weight_format::dense) : quant::parse_weight_format(w);
+      if (!f || w == "dense") {
+        std::fprintf(stderr, "bench_decoder: --lm-head takes bf16, q8 or q4; got '%s'\n", w.c_str());
+        return 2;
+      }
+      o.lm_head = *f;
+    }
     else if (a == "--weights" && i + 1 < argc) {
       o.formats.clear();
       std::string const list = argv[++i];
@@ -247,7 +274,7 @@ int main(int argc, char** argv) {
       }
     } else {
       std::fprintf(stderr, "usage: bench_decoder [--quick] [--threads N] [--json PATH] [--filter TEXT] [--kv f32|bf16] "
-                           "[--steps N] [--weights bf16,q8,q4]\n");
+                           "[--steps N] [--weights bf16,q8,q4] [--lm-head q8|q4] [--model DIR]\n");
       return 2;
     }
   }
@@ -271,9 +298,19 @@ int main(int argc, char** argv) {
   j["dram_read_gbps"] = dram;
   j["fma_peak_gflops"] = fma;
   bool ok = true;
-  for (model_shape const& m : model_shapes(o.quick)) {
+  std::vector<model_shape> shapes = model_shapes(o.quick);
+  if (!o.model_dir.empty()) {
+    try {
+      shapes = {{o.model_dir.filename().string(), model::read_qwen2_config(o.model_dir).decoder, o.model_dir}};
+    } catch (tessera::error const& e) {
+      std::fprintf(stderr, "bench_decoder: %s\n", e.what());
+      return 1;
+    }
+  }
+  for (model_shape const& m : shapes) {
     // The 7B shape runs only when asked for by name (--filter 7B): minutes per format.
-    if (o.filter.empty() ? m.name == "Qwen2.5-7B" : m.name.find(o.filter) == std::string::npos) continue;
+    if (m.dir.empty() && (o.filter.empty() ? m.name == "Qwen2.5-7B" : m.name.find(o.filter) == std::string::npos))
+      continue;
     for (quant::weight_format f : o.formats) {
       nlohmann::json r = o.bf16_cache ? bench_model<bf16>(m, f, o, probe_dram, fma)
                                       : bench_model<float>(m, f, o, probe_dram, fma);

@@ -23,10 +23,13 @@ struct quantize_options {
   quant::weight_format format = quant::weight_format::dense;
   /// Columns per scale: a multiple of 32 that divides every layer's input width.
   index_t group = quant::default_group;
-  /// The LM head too (a vocab x d_model GEMV per token: 14 % of Qwen2.5-0.5B's weight bytes, with a
-  /// tied head). Off by default: llama.cpp keeps its output layer at 6 bits or more in its 4-bit
-  /// mixes, and the head's error lands on the logits directly.
-  bool lm_head = false;
+  /// The LM head's format (a vocab x d_model GEMV per token: 28 % of Qwen2.5-0.5B's bf16 weight
+  /// bytes, 58 % once the layers are 4-bit): dense (the default) leaves it as stored, q8 or q4
+  /// quantizes it, independently of `format`. Its error lands on the logits directly; llama.cpp's
+  /// 4-bit files keep it at 6 bits or more (8 at Qwen2.5-0.5B's width), so format q4 with an
+  /// lm_head of q8 is the like-for-like mix. A tied head is quantized apart from the embedding,
+  /// which stays as it is.
+  quant::weight_format lm_head = quant::weight_format::dense;
 };
 
 namespace detail {
@@ -37,28 +40,30 @@ struct quantized_store {
 };
 }  // namespace detail
 
-/// `w` with its linear layers quantized as `o` says (a no-op for format dense). The dense views
+/// `w` with its linear layers and LM head quantized as `o` says (a no-op where both are dense). The dense views
 /// stay (the embedding, and a tied LM head, still need them), the decoder reads the quantized ones.
 /// Throws tessera::error naming the layer for a width the group does not divide, a non-finite
 /// weight, or weights that are already quantized in another format or group.
 template <weight_type T>
 [[nodiscard]] decoder_weights<T> quantize_decoder(decoder_weights<T> w, quantize_options const& o) {
-  if (o.format == quant::weight_format::dense) return w;
+  if (o.format == quant::weight_format::dense && o.lm_head == quant::weight_format::dense) return w;
   auto store = std::make_shared<detail::quantized_store>();
   store->previous = w.keep_alive;
-  auto quantize = [&](char const* what, std::size_t layer, tensor_view<T const, 2> m, quant::qmatrix& out) {
-    std::string const where = std::string("lm::quantize_decoder: ") + what + " of layer " + std::to_string(layer);
+  auto to = [&](std::string const& where, quant::weight_format f, tensor_view<T const, 2> m, quant::qmatrix& out) {
     if (!out.empty()) {
-      TESSERA_CHECK(out.format == o.format && out.group == o.group, where, " is stored as ", quant::name_of(out.format),
-                    " with groups of ", out.group, "; it cannot be requantized to ", quant::name_of(o.format),
+      TESSERA_CHECK(out.format == f && out.group == o.group, where, " is stored as ", quant::name_of(out.format),
+                    " with groups of ", out.group, "; it cannot be requantized to ", quant::name_of(f),
                     " with groups of ", o.group);
       return;
     }
-    quant::check_group(o.format, m.extent(1), o.group, where);
-    store->matrices.push_back(quant::quantize(m, o.format, o.group));
+    quant::check_group(f, m.extent(1), o.group, where);
+    store->matrices.push_back(quant::quantize(m, f, o.group));
     out = store->matrices.back().view();
   };
-  for (std::size_t l = 0; l < w.layers.size(); ++l) {
+  auto quantize = [&](char const* what, std::size_t layer, tensor_view<T const, 2> m, quant::qmatrix& out) {
+    to(std::string("lm::quantize_decoder: ") + what + " of layer " + std::to_string(layer), o.format, m, out);
+  };
+  for (std::size_t l = 0; l < w.layers.size() && o.format != quant::weight_format::dense; ++l) {
     decoder_layer_weights<T>& L = w.layers[l];
     quantize("q_proj", l, L.q.weight, L.q.quantized);
     quantize("o_proj", l, L.o.weight, L.o.quantized);
@@ -81,14 +86,7 @@ template <weight_type T>
       quantize("up_proj", l, L.up.weight, L.up.quantized);
     }
   }
-  if (o.lm_head) {
-    std::string const where = "lm::quantize_decoder: the LM head";
-    quant::check_group(o.format, w.lm_head.extent(1), o.group, where);
-    if (w.lm_head_quantized.empty()) {
-      store->matrices.push_back(quant::quantize(w.lm_head, o.format, o.group));
-      w.lm_head_quantized = store->matrices.back().view();
-    }
-  }
+  if (o.lm_head != quant::weight_format::dense) to("lm::quantize_decoder: the LM head", o.lm_head, w.lm_head, w.lm_head_quantized);
   w.keep_alive = std::move(store);
   return w;
 }

@@ -19,7 +19,7 @@
 #include <cstdint>
 #include <deque>
 #include <filesystem>
-#include <set>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -70,14 +70,19 @@ inline quantized_checkpoint_report write_quantized_checkpoint(std::filesystem::p
   io::checkpoint const ckpt(src);
   std::optional<decoder_naming> const naming = detect_decoder_naming(ckpt);
   TESSERA_CHECK(naming.has_value(), "model::write_quantized_checkpoint: ", src.string(), " holds no decoder");
-  std::set<std::string> targets;
-  for (io::tensor_spec const& t : decoder_linear_specs(cfg, *naming, o.lm_head)) {
+  std::map<std::string, quant::weight_format> targets;  // tensor name -> its format
+  bool const head = o.lm_head != quant::weight_format::dense;
+  std::vector<io::tensor_spec> const layers = decoder_linear_specs(cfg, *naming, false);
+  std::vector<io::tensor_spec> const all = decoder_linear_specs(cfg, *naming, head);
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    io::tensor_spec const& t = all[i];
+    quant::weight_format const f = i < layers.size() ? o.format : o.lm_head;
     TESSERA_CHECK(ckpt.contains(t.name), "model::write_quantized_checkpoint: ", src.string(), " has no ", t.name, " (",
                   t.what, ")");
     TESSERA_CHECK(ckpt.info(t.name).shape == t.shape, "model::write_quantized_checkpoint: ", t.name, " (", t.what,
                   ") has the wrong shape");
-    quant::check_group(o.format, t.shape[1], o.group, "model::write_quantized_checkpoint: " + t.name);
-    targets.insert(t.name);
+    quant::check_group(f, t.shape[1], o.group, "model::write_quantized_checkpoint: " + t.name);
+    targets.emplace(t.name, f);
   }
 
   quantized_checkpoint_report r;
@@ -86,17 +91,19 @@ inline quantized_checkpoint_report write_quantized_checkpoint(std::filesystem::p
   for (std::string const& name : ckpt.names()) {
     io::tensor_info const& t = ckpt.info(name);
     r.bytes_before += static_cast<double>(t.end - t.begin);
-    if (!targets.contains(name)) {
+    auto const target = targets.find(name);
+    if (target == targets.end()) {
       entries.push_back({name, t.type, t.shape, ckpt.bytes(name)});
       r.bytes_after += static_cast<double>(t.end - t.begin);
       ++r.copied;
       continue;
     }
     std::vector<float> const w = ckpt.to_float(name);
-    made.push_back(quant::quantize(tensor_view<float const, 2>(w.data(), {t.shape[0], t.shape[1]}), o.format, o.group));
+    made.push_back(
+        quant::quantize(tensor_view<float const, 2>(w.data(), {t.shape[0], t.shape[1]}), target->second, o.group));
     quant::quantized_matrix const& q = made.back();
     entries.push_back({io::quantized_name(name, "qweight"),
-                       o.format == quant::weight_format::q8 ? dtype::i8 : dtype::u8,
+                       target->second == quant::weight_format::q8 ? dtype::i8 : dtype::u8,
                        {q.rows, quant::row_bytes(q.format, q.cols)},
                        std::as_bytes(std::span(q.data))});
     entries.push_back({io::quantized_name(name, "scales"), dtype::f16, {q.rows, q.cols / q.group},
@@ -109,7 +116,7 @@ inline quantized_checkpoint_report write_quantized_checkpoint(std::filesystem::p
   meta["format"] = "pt";
   meta["tessera.quantization"] = std::string(quant::name_of(o.format));
   meta["tessera.group_size"] = std::to_string(o.group);
-  meta["tessera.lm_head"] = o.lm_head ? "quantized" : "as stored";
+  meta["tessera.lm_head"] = head ? std::string(quant::name_of(o.lm_head)) : std::string("as stored");
   io::save_safetensors(dst / "model.safetensors", std::span<io::tensor_entry const>(entries), meta);
 
   for (fs::directory_entry const& e : fs::directory_iterator(src)) {
