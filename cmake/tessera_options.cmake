@@ -36,11 +36,16 @@ function(tessera_compile_check_defaults target)
 endfunction()
 
 # Examples and benchmarks: the defaults, plus TESSERA_SMOKE_FLAGS (CI builds them at -O1: it only
-# smoke-runs them, and their numbers are measured in builds of their own).
+# smoke-runs them, and their numbers are measured in builds of their own); examples take
+# TESSERA_EXAMPLE_FLAGS instead where it is set (CI: -O0, their tests run tiny models).
 function(tessera_program_defaults target)
   tessera_target_defaults(${target})
-  if(TESSERA_SMOKE_FLAGS)
-    separate_arguments(flags UNIX_COMMAND "${TESSERA_SMOKE_FLAGS}")
+  set(extra "${TESSERA_SMOKE_FLAGS}")
+  if(TESSERA_EXAMPLE_FLAGS AND ARGV1 STREQUAL "EXAMPLE")
+    set(extra "${TESSERA_EXAMPLE_FLAGS}")
+  endif()
+  if(extra)
+    separate_arguments(flags UNIX_COMMAND "${extra}")
     target_compile_options(${target} PRIVATE ${flags})
   endif()
 endfunction()

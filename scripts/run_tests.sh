@@ -6,10 +6,7 @@
 #                                 header/ODR/compile-fail/docs/consumer checks, benchmarks smoke
 #   native    build-ci-native/    -march=native (AVX-512 + BF16 where the CPU has them), -O1: the tests of
 #                                 every block with SIMD code ($simd_tests below)
-#   none      build-ci-none/      compiler baseline (SSE2), -O1: the same tests, proves the fallback paths;
-#                                 each test file compiled alone (the other steps compile an area's
-#                                 test files as one unit, TESSERA_TEST_GROUPS), so each keeps
-#                                 including what it uses
+#   none      build-ci-none/      compiler baseline (SSE2), -O1: the same tests, proves the fallback paths
 #   sanitize  build-ci-sanitize/  Debug (-O0), AddressSanitizer + UndefinedBehaviorSanitizer: unit tests
 #   cuda      build-ci-cuda/      only when nvcc is found: CUDA tests (they SKIP without a GPU)
 # Optimization levels: the whole suite is bound by compiling (on 2 cores the default step built for
@@ -17,8 +14,9 @@
 # default -O2 (what distributions ship; about 20 % less compile time than -O3; the benchmarks and
 # run_example.sh build at -O3 on their own), native and none -O1 (the AVX-512 kernels' and the
 # scalar fallbacks' correctness; about 40 % less than -O3), sanitize -O0; compile-only checks (header check, ODR
-# check, documentation snippets) build at -O0 in every step, and the examples and benchmarks, which
-# CI only smoke-runs, at -O1 (TESSERA_SMOKE_FLAGS).
+# check, documentation snippets) build at -O0 in every step, the benchmarks, which CI only
+# smoke-runs, at -O1 (TESSERA_SMOKE_FLAGS), and the examples, whose tests run tiny models, at -O0
+# (TESSERA_EXAMPLE_FLAGS: 40 % less compile time than -O1, measured on chat.cpp).
 # Usage: scripts/run_tests.sh [step...]   (default: all steps; e.g. `scripts/run_tests.sh default`)
 # Every step runs even when an earlier one failed; the exit status is non-zero if any failed.
 set -euo pipefail
@@ -108,7 +106,7 @@ run_step() {
     default)
       configure_build_test build-ci \
         -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE="-O2 -DNDEBUG" -DTESSERA_SMOKE_FLAGS=-O1 \
-        -DTESSERA_WERROR=ON ;;
+        -DTESSERA_EXAMPLE_FLAGS=-O0 -DTESSERA_WERROR=ON ;;
     native)
       echo "run_tests: -march=native enables: $(g++ -march=native -Q --help=target 2>/dev/null |
         awk '$2 == "[enabled]" && $1 ~ /^-m(avx2|fma|avx512f|avx512bf16)$/ {printf "%s ", $1}')"
@@ -119,7 +117,7 @@ run_step() {
     none)
       configure_build_test build-ci-none \
         -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE="-O1 -DNDEBUG" -DTESSERA_WERROR=ON -DTESSERA_SIMD_ARCH=none \
-        -DTESSERA_TEST_GROUPS=OFF "${unit_only[@]}" \
+        "${unit_only[@]}" \
         -DTESSERA_TEST_ONLY="$simd_tests" ;;
     sanitize)
       # allocator_may_return_null: tests ask for impossible sizes on purpose and expect a
