@@ -173,7 +173,7 @@ TEST_CASE("qwen2_decoder matches HF Qwen2ForCausalLM in f32: layers, logits, cac
     REQUIRE(loaded.report.n_converted == 0);  // every weight is a view into the mapped file
     REQUIRE(loaded.decoder.weights().lm_head_tied == (name == "decoder_tied"));
     check_f32(g, loaded.decoder, true);
-#if !defined(__SANITIZE_ADDRESS__)  // (the reference's loops: 8 of this test's 13 s in the sanitize step, -O0)
+#if !defined(__SANITIZE_ADDRESS__)  // (the reference's loops: 11 of this test's 13 s in the sanitize step, -O0)
     // The reference backend on the same views.
     lm::qwen2_decoder<backend::reference, bf16> const ref(loaded.decoder.config(), loaded.decoder.weights(), opt);
     check_f32(g, ref, false);

@@ -247,6 +247,31 @@ TEST_CASE("quantized linear cpu matches the reference's dequantize-then-multiply
           }
 }
 
+#if TESSERA_HAVE_Q8_INT_GEMV
+TEST_CASE("the 8-bit decode kernels' x: int16 per row, each 64 columns as 32 even then 32 odd", "[quant][unit]") {
+  // backend/cpu/qgemm.hpp's layout, written out here independently: x16[64 c + 32 (j % 2) + (j % 64) / 2]
+  // = nearbyint(x[j] 32767 / max |x|) for column j = 64 c + (j % 64), zeros past k.
+  for (index_t k : {index_t{32}, index_t{200}, index_t{896}}) {
+    index_t const m = 2, ld = (k + 63) / 64 * 64;
+    auto x = test::random_vector<float>(static_cast<std::size_t>(m * k), test::seed() + static_cast<std::uint64_t>(k));
+    x[5] = -40.0f;  // one large value sets row 0's scale
+    std::vector<std::int16_t> x16(static_cast<std::size_t>(m * ld), 12345);
+    std::vector<float> dx(static_cast<std::size_t>(m));
+    backend::cpu_detail::quantize_x_for_q8(x.data(), k, m, k, {ld, x16.data(), dx.data()});
+    for (index_t i = 0; i < m; ++i) {
+      float amax = 0.0f;
+      for (index_t j = 0; j < k; ++j) amax = std::max(amax, std::fabs(x[i * k + j]));
+      INFO("k " << k << " row " << i);
+      REQUIRE(dx[i] == amax / 32767.0f);
+      for (index_t j = 0; j < ld; ++j) {
+        float const want = j < k ? std::nearbyint(x[i * k + j] * (32767.0f / amax)) : 0.0f;
+        REQUIRE(x16[i * ld + j / 64 * 64 + (j % 2) * 32 + j % 64 / 2] == static_cast<std::int16_t>(want));
+      }
+    }
+  }
+}
+#endif
+
 TEST_CASE("grouped quantized linear: bitwise each product alone, wide rows against the reference", "[quant][unit]") {
   // nn::linear over a span of quantized outputs of the same x (a decoder's q, k, v; gate, up): the
   // cpu backend's decode kernels run them in one pass. Each output must equal its own nn::linear

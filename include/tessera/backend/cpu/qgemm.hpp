@@ -317,15 +317,39 @@ struct q8_x_layout {
   float* dx;          // [m]
 };
 
+/// Runs on the calling thread before the parallel region (a serial step of every decode product),
+/// hence the AVX-512 form: the same values as the scalar loop (vcvtps2dq rounds to nearest even,
+/// as std::nearbyint does in the default rounding mode), about 10x fewer instructions.
 inline void quantize_x_for_q8(float const* x, index_t ldx, index_t m, index_t k, q8_x_layout const& q) noexcept {
   for (index_t i = 0; i < m; ++i) {
     float const* xr = x + i * ldx;
+    std::int16_t* o = q.x16 + i * q.ld;
     float amax = 0.0f;
-    for (index_t j = 0; j < k; ++j) amax = std::max(amax, std::fabs(xr[j]));
+    index_t j = 0;
+#if defined(__AVX512F__)
+    __m512 vmax = _mm512_setzero_ps();
+    for (; j + 16 <= k; j += 16) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_loadu_ps(xr + j)));
+    amax = _mm512_reduce_max_ps(vmax);
+#endif
+    for (; j < k; ++j) amax = std::max(amax, std::fabs(xr[j]));
     float const inv = amax > 0.0f ? 32767.0f / amax : 0.0f;
     q.dx[i] = amax / 32767.0f;
-    std::int16_t* o = q.x16 + i * q.ld;
-    for (index_t j = 0; j < q.ld; ++j) {
+    j = 0;
+#if defined(__AVX512F__)
+    __m512 const vinv = _mm512_set1_ps(inv);
+    __m512i const even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    __m512i const odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    for (; j + 64 <= k; j += 64) {
+      __m512i v[4];
+      for (int c = 0; c < 4; ++c) v[c] = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xr + j + 16 * c), vinv));
+      std::int16_t* dst = o + j;
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), _mm512_cvtepi32_epi16(_mm512_permutex2var_epi32(v[0], even, v[1])));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 16), _mm512_cvtepi32_epi16(_mm512_permutex2var_epi32(v[2], even, v[3])));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 32), _mm512_cvtepi32_epi16(_mm512_permutex2var_epi32(v[0], odd, v[1])));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 48), _mm512_cvtepi32_epi16(_mm512_permutex2var_epi32(v[2], odd, v[3])));
+    }
+#endif
+    for (; j < q.ld; ++j) {
       auto const v = j < k ? static_cast<std::int16_t>(std::nearbyint(xr[j] * inv)) : std::int16_t{0};
       o[j / 64 * 64 + (j % 2) * 32 + j % 64 / 2] = v;
     }
