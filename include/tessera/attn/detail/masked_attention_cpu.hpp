@@ -51,12 +51,12 @@ template <class Arch>
   B const n = t - shifter;
   B const f = x - n;
   B p(1.5353362e-4f);
-  p = xsimd::fma(p, f, B(1.3398875e-3f));
-  p = xsimd::fma(p, f, B(9.6184369e-3f));
-  p = xsimd::fma(p, f, B(5.5503324e-2f));
-  p = xsimd::fma(p, f, B(2.4022648e-1f));
-  p = xsimd::fma(p, f, B(6.9314718e-1f));
-  p = xsimd::fma(p, f, B(1.0f));
+  p = backend::cpu_detail::fmadd<Arch>(p, f, B(1.3398875e-3f));
+  p = backend::cpu_detail::fmadd<Arch>(p, f, B(9.6184369e-3f));
+  p = backend::cpu_detail::fmadd<Arch>(p, f, B(5.5503324e-2f));
+  p = backend::cpu_detail::fmadd<Arch>(p, f, B(2.4022648e-1f));
+  p = backend::cpu_detail::fmadd<Arch>(p, f, B(6.9314718e-1f));
+  p = backend::cpu_detail::fmadd<Arch>(p, f, B(1.0f));
   // bits(t) - bits(shifter) = n; the biased exponent n + 127 shifted into place.
   I const e = (bitcast<std::int32_t>(t) - I(0x4B400000 - 127)) << 23;
   return p * bitcast<float>(e);
@@ -361,7 +361,7 @@ struct flash_tiles {
 #pragma GCC unroll 16
         for (int a = 0; a < MR; ++a) {
           B const kb(kt[a * hd + d]);
-          for (int c = 0; c < QV; ++c) acc[a][c] = xsimd::fma(kb, qv[c], acc[a][c]);
+          for (int c = 0; c < QV; ++c) acc[a][c] = backend::cpu_detail::fmadd<Arch>(kb, qv[c], acc[a][c]);
         }
       }
     } else {
@@ -372,7 +372,7 @@ struct flash_tiles {
         for (int c = 0; c < QV; ++c) qv[c] = B::load_aligned(qt + d * BR + c * L);
         for (int a = 0; a < MR; ++a) {
           B const kb(kt[off[a] + d]);
-          for (int c = 0; c < QV; ++c) acc[a][c] = xsimd::fma(kb, qv[c], acc[a][c]);
+          for (int c = 0; c < QV; ++c) acc[a][c] = backend::cpu_detail::fmadd<Arch>(kb, qv[c], acc[a][c]);
         }
       }
     }
@@ -423,7 +423,7 @@ struct flash_tiles {
         p0.store_aligned(st + j * BR + c * L);
         sum0 += p0;
       }
-      xsimd::fma(B::load_aligned(l + c * L), al, sum0 + sum1).store_aligned(l + c * L);
+      backend::cpu_detail::fmadd<Arch>(B::load_aligned(l + c * L), al, sum0 + sum1).store_aligned(l + c * L);
       mn.store_aligned(m + c * L);
       al.store_aligned(alpha + c * L);
     }
@@ -450,7 +450,7 @@ struct flash_tiles {
 #pragma GCC unroll 16
       for (int a = 0; a < DR; ++a) {
         B const vb(vr[Full ? a : off[a]]);
-        for (int c = 0; c < QV; ++c) acc[a][c] = xsimd::fma(vb, pv[c], acc[a][c]);
+        for (int c = 0; c < QV; ++c) acc[a][c] = backend::cpu_detail::fmadd<Arch>(vb, pv[c], acc[a][c]);
       }
     }
     for (int a = 0; a < DR; ++a)
