@@ -7,6 +7,7 @@
 
 #include <tessera/backend/cpu/gemm.hpp>  // TESSERA_HAVE_AVX512_BF16_DOT
 #include <tessera/core/buffer.hpp>
+#include <tessera/quant/format.hpp>
 
 #include <xsimd/xsimd.hpp>
 
@@ -15,6 +16,8 @@
 #include <cstddef>
 #include <fstream>
 #include <functional>
+#include <optional>
+#include <string>
 #include <unistd.h>
 #include <vector>
 
@@ -23,6 +26,18 @@
 #endif
 
 namespace tessera::bench {
+
+/// A benchmark's name for a weight format: "bf16" for dense (bf16) weights, else the format's name.
+inline std::string weights_name(quant::weight_format f) {
+  return f == quant::weight_format::dense ? "bf16" : std::string(quant::name_of(f));
+}
+
+/// The format a --weights / --lm-head value names: bf16 (dense), q8 or q4; nothing otherwise.
+inline std::optional<quant::weight_format> parse_weights(std::string const& w) {
+  if (w == "bf16") return quant::weight_format::dense;
+  if (w == "dense") return std::nullopt;
+  return quant::parse_weight_format(w);
+}
 
 using clock_type = std::chrono::steady_clock;
 

@@ -62,11 +62,6 @@ struct options {
   std::filesystem::path model_dir;
 };
 
-/// "bf16" for dense bf16 weights, else the format's name.
-std::string weights_name(quant::weight_format f) {
-  return f == quant::weight_format::dense ? "bf16" : std::string(quant::name_of(f));
-}
-
 std::vector<text::token_id> prompt_ids(index_t n, index_t vocab) {
   std::vector<text::token_id> ids(static_cast<std::size_t>(n));
   for (index_t i = 0; i < n; ++i)
@@ -106,10 +101,10 @@ nlohmann::json bench_model(model_shape const& m, quant::weight_format format, op
   double const build_s = std::chrono::duration<double>(bench::clock_type::now() - t0).count();
   exec_ctx<backend::cpu> ctx(o.threads);
   index_t const vocab = c.vocab_size;
-  std::string const wname = weights_name(format);
+  std::string const wname = bench::weights_name(format);
   std::printf("%s, %s linear layers, LM head %s: d_model %ld, %ld layers, %ld/%ld heads of %ld, d_ff %ld, vocab %ld: "
               "%.2f GB of weights read per token (%s in %.1f s)\n",
-              m.name.c_str(), wname.c_str(), weights_name(o.lm_head).c_str(), static_cast<long>(c.d_model), static_cast<long>(c.n_layers),
+              m.name.c_str(), wname.c_str(), bench::weights_name(o.lm_head).c_str(), static_cast<long>(c.d_model), static_cast<long>(c.n_layers),
               static_cast<long>(c.n_heads), static_cast<long>(c.n_kv_heads), static_cast<long>(c.head_dim),
               static_cast<long>(c.d_ff), static_cast<long>(vocab), static_cast<double>(dec.decode_weight_bytes()) * 1e-9,
               m.dir.empty() ? "built" : "loaded", build_s);
@@ -117,7 +112,7 @@ nlohmann::json bench_model(model_shape const& m, quant::weight_format format, op
   nlohmann::json j;
   j["model"] = m.name;
   j["weights"] = wname;
-  j["lm_head"] = weights_name(o.lm_head);
+  j["lm_head"] = bench::weights_name(o.lm_head);
   if (!m.dir.empty()) j["checkpoint"] = m.dir.string();
   j["config"] = {{"d_model", c.d_model}, {"n_layers", c.n_layers}, {"n_heads", c.n_heads}, {"n_kv_heads", c.n_kv_heads},
                  {"head_dim", c.head_dim}, {"d_ff", c.d_ff}, {"vocab", vocab}, {"tied", c.tie_word_embeddings}};
@@ -250,8 +245,8 @@ int main(int argc, char** argv) {
     else if (a == "--model" && i + 1 < argc) o.model_dir = argv[++i];
     else if (a == "--lm-head" && i + 1 < argc) {
       std::string const w = argv[++i];
-      auto const f = w == "bf16" ? std::optional(quant::weight_format::dense) : quant::parse_weight_format(w);
-      if (!f || w == "dense") {
+      auto const f = bench::parse_weights(w);
+      if (!f) {
         std::fprintf(stderr, "bench_decoder: --lm-head takes bf16, q8 or q4; got '%s'\n", w.c_str());
         return 2;
       }
@@ -263,8 +258,8 @@ int main(int argc, char** argv) {
       for (std::size_t p = 0; p <= list.size();) {
         std::size_t const e = std::min(list.find(',', p), list.size());
         std::string const w = list.substr(p, e - p);
-        auto const f = w == "bf16" ? std::optional(quant::weight_format::dense) : quant::parse_weight_format(w);
-        if (!f || w == "dense") {
+        auto const f = bench::parse_weights(w);
+        if (!f) {
           std::fprintf(stderr, "bench_decoder: --weights takes a comma-separated list of bf16, q8, q4; got '%s'\n",
                        w.c_str());
           return 2;

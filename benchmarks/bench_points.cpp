@@ -59,11 +59,6 @@ struct options {
   lm::quantize_options quantize{};  ///< the LLM's linear layers and LM head (default: bf16 as built)
 };
 
-/// "bf16" for dense, else the format's name.
-std::string weights_name(quant::weight_format f) {
-  return f == quant::weight_format::dense ? "bf16" : std::string(quant::name_of(f));
-}
-
 // ---- shapes ---------------------------------------------------------------------------------------
 
 /// The Qwen2-VL-7B vision tower (POINTS1.5's vision_config), or a tiny one for --quick. The
@@ -733,8 +728,8 @@ int main(int argc, char** argv) {
     else if (a == "--tokenizer" && i + 1 < argc) o.tokenizer_dir = argv[++i];
     else if ((a == "--weights" || a == "--lm-head") && i + 1 < argc) {
       std::string const w = argv[++i];
-      auto const f = w == "bf16" ? std::optional(quant::weight_format::dense) : quant::parse_weight_format(w);
-      if (!f || w == "dense") {
+      auto const f = bench::parse_weights(w);
+      if (!f) {
         std::fprintf(stderr, "bench_points: %s takes bf16, q8 or q4; got '%s'\n", a.c_str(), w.c_str());
         return 2;
       }
@@ -799,8 +794,8 @@ int main(int argc, char** argv) {
               static_cast<long>(m.projector().hidden_dim), static_cast<long>(m.projector().out_dim),
               static_cast<long>(cfg7.out_dim), static_cast<long>(dcfg.d_model), static_cast<long>(dcfg.n_layers),
               static_cast<long>(dcfg.n_heads), static_cast<long>(dcfg.n_kv_heads), static_cast<long>(dcfg.d_ff),
-              static_cast<long>(dcfg.vocab_size), weights_name(o.quantize.format).c_str(),
-              weights_name(o.quantize.lm_head).c_str(), static_cast<double>(m.decoder().decode_weight_bytes()) * 1e-9,
+              static_cast<long>(dcfg.vocab_size), bench::weights_name(o.quantize.format).c_str(),
+              bench::weights_name(o.quantize.lm_head).c_str(), static_cast<double>(m.decoder().decode_weight_bytes()) * 1e-9,
               static_cast<double>(vision_bytes) * 1e-9, o.tokenizer_dir.c_str());
 
   nlohmann::json j;
@@ -818,8 +813,8 @@ int main(int argc, char** argv) {
   j["roofs"] = {{"fma_peak_gflops", r.fma}, {"bf16_dot_peak_gflops", r.dot}, {"dram_read_gbps", r.dram}};
   j["model"] = {
       {"weights", "bf16, random (counter-based hash; linear weights std 0.02, as HF's init), built in memory"},
-      {"llm_linear_layers", weights_name(o.quantize.format)},
-      {"llm_lm_head", weights_name(o.quantize.lm_head)},
+      {"llm_linear_layers", bench::weights_name(o.quantize.format)},
+      {"llm_lm_head", bench::weights_name(o.quantize.lm_head)},
       {"vision",
        {{"embed_dim", v.embed_dim}, {"depth", v.depth}, {"num_heads", v.num_heads}, {"head_dim", v.head_dim},
         {"mlp_dim", v.mlp_dim}, {"mlp_ratio", v.mlp_ratio}, {"hidden_act", v.hidden_act}, {"patch_size", v.patch_size},
