@@ -272,6 +272,43 @@ TEST_CASE("the 8-bit decode kernels' x: int16 per row, each 64 columns as 32 eve
 }
 #endif
 
+#if TESSERA_HAVE_Q4_INT_GEMV
+TEST_CASE("the 4-bit decode kernels' x: int8 per group of 32, halves apart, lane sums of the offset", "[quant][unit]") {
+  // backend/cpu/qgemm.hpp's layout, written out here independently. Group g (scale
+  // d = max |x_g| / 127, x8 = nearbyint(x / d)) is slot s = g % G of block b = g / G (G groups of 32
+  // per block): its values 0 - 15 at x8[b 32 G + 16 s + j], 16 - 31 at x8[b 32 G + 16 G + 16 s + j - 16],
+  // and offset[b 4 G + 4 s + l] = -8 (the sum of its values 4l .. 4l + 3 and 16 + 4l .. 16 + 4l + 3).
+  constexpr index_t G = backend::cpu_detail::q4_block_groups;
+  for (index_t k : {index_t{32}, index_t{96}, index_t{896}}) {
+    index_t const m = 2, groups = k / 32, blocks = (groups + G - 1) / G;
+    auto x = test::random_vector<float>(static_cast<std::size_t>(m * k), test::seed() + static_cast<std::uint64_t>(k));
+    x[5] = -40.0f;   // one large value sets group 0's scale
+    x[40 % k] = 0.0f;
+    std::vector<std::int8_t> x8(static_cast<std::size_t>(m * blocks * 32 * G), 99);
+    std::vector<float> dx(static_cast<std::size_t>(m * blocks * G), -1.0f);
+    std::vector<std::int32_t> off(static_cast<std::size_t>(m * blocks * 4 * G), 12345);
+    backend::cpu_detail::quantize_x_for_q4(x.data(), k, m, k, {blocks, x8.data(), dx.data(), off.data()});
+    for (index_t i = 0; i < m; ++i)
+      for (index_t g = 0; g < blocks * G; ++g) {
+        INFO("k " << k << " row " << i << " group " << g);
+        index_t const b = g / G, s = g % G;
+        float amax = 0.0f;
+        if (g < groups)
+          for (index_t j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[i * k + g * 32 + j]));
+        REQUIRE(dx[i * blocks * G + g] == amax / 127.0f);
+        std::int32_t lane[4] = {0, 0, 0, 0};
+        for (index_t j = 0; j < 32; ++j) {
+          float const want = amax > 0.0f ? std::nearbyint(x[i * k + g * 32 + j] * (127.0f / amax)) : 0.0f;
+          index_t const at = i * blocks * 32 * G + b * 32 * G + (j < 16 ? 0 : 16 * G) + 16 * s + j % 16;
+          REQUIRE(x8[at] == static_cast<std::int8_t>(want));
+          lane[j % 16 / 4] -= 8 * static_cast<std::int32_t>(want);
+        }
+        for (index_t l = 0; l < 4; ++l) REQUIRE(off[i * blocks * 4 * G + b * 4 * G + 4 * s + l] == lane[l]);
+      }
+  }
+}
+#endif
+
 TEST_CASE("grouped quantized linear: bitwise each product alone, wide rows against the reference", "[quant][unit]") {
   // nn::linear over a span of quantized outputs of the same x (a decoder's q, k, v; gate, up): the
   // cpu backend's decode kernels run them in one pass. Each output must equal its own nn::linear

@@ -651,13 +651,12 @@ void gemm(gemm_args<W, Bias> g, bool bf16_products, exec_ctx<cpu_simd<A>>& ctx,
       index_t const ldxb = (g.k + 31) / 32 * 32;  // zero-padded: full-width x loads, masked W tail
       bf16* xb = frame.template alloc<bf16>(static_cast<std::size_t>(g.m * ldxb));
       convert_rows_to_bf16<A>(g.x, g.ldx, g.m, g.k, xb, ldxb);
-      parallel_region(threads, [&](int t, int T) {
-        auto const r = split(g.n, t, T, 4);
+      parallel_chunks(threads, g.n, gemv_chunk_rows(2.0 * static_cast<double>(g.k), 4), [&](long long b, long long e) {
         switch (g.m) {
-          case 1: gemv_bf16_rows<1>(g, xb, ldxb, r.begin, r.end); break;
-          case 2: gemv_bf16_rows<2>(g, xb, ldxb, r.begin, r.end); break;
-          case 3: gemv_bf16_rows<3>(g, xb, ldxb, r.begin, r.end); break;
-          default: gemv_bf16_rows<4>(g, xb, ldxb, r.begin, r.end); break;
+          case 1: gemv_bf16_rows<1>(g, xb, ldxb, b, e); break;
+          case 2: gemv_bf16_rows<2>(g, xb, ldxb, b, e); break;
+          case 3: gemv_bf16_rows<3>(g, xb, ldxb, b, e); break;
+          default: gemv_bf16_rows<4>(g, xb, ldxb, b, e); break;
         }
       });
       return;
@@ -686,13 +685,12 @@ void gemm(gemm_args<W, Bias> g, bool bf16_products, exec_ctx<cpu_simd<A>>& ctx,
       index_t const ldxp = (g.k + 7) / 8 * 8;
       float* xp = frame.template alloc<float>(static_cast<std::size_t>(g.m * ldxp));
       permute_rows_for_avx2_gemv(g.x, g.ldx, g.m, g.k, bf16_products, xp, ldxp);
-      parallel_region(threads, [&](int t, int T) {
-        auto const r = split(g.n, t, T, 8);
+      parallel_chunks(threads, g.n, gemv_chunk_rows(2.0 * static_cast<double>(g.k), 8), [&](long long b, long long e) {
         switch (g.m) {
-          case 1: gemv_bf16_avx2_rows<1>(g, xp, ldxp, r.begin, r.end); break;
-          case 2: gemv_bf16_avx2_rows<2>(g, xp, ldxp, r.begin, r.end); break;
-          case 3: gemv_bf16_avx2_rows<3>(g, xp, ldxp, r.begin, r.end); break;
-          default: gemv_bf16_avx2_rows<4>(g, xp, ldxp, r.begin, r.end); break;
+          case 1: gemv_bf16_avx2_rows<1>(g, xp, ldxp, b, e); break;
+          case 2: gemv_bf16_avx2_rows<2>(g, xp, ldxp, b, e); break;
+          case 3: gemv_bf16_avx2_rows<3>(g, xp, ldxp, b, e); break;
+          default: gemv_bf16_avx2_rows<4>(g, xp, ldxp, b, e); break;
         }
       });
       return;
@@ -709,11 +707,11 @@ void gemm(gemm_args<W, Bias> g, bool bf16_products, exec_ctx<cpu_simd<A>>& ctx,
     g.ldx = g.k;
   }
   if (small_m) {
-    parallel_region(threads, [&](int t, int T) {
-      auto const r = split(g.n, t, T, 4);
-      dispatch_rows<static_cast<int>(blk::gemv_max_rows), gemv_f32_kernel<A, W, Bias>::template rows>(
-          static_cast<int>(g.m), g, static_cast<index_t>(r.begin), static_cast<index_t>(r.end));
-    });
+    parallel_chunks(threads, g.n, gemv_chunk_rows(static_cast<double>(sizeof(W)) * static_cast<double>(g.k), 4),
+                    [&](long long b, long long e) {
+                      dispatch_rows<static_cast<int>(blk::gemv_max_rows), gemv_f32_kernel<A, W, Bias>::template rows>(
+                          static_cast<int>(g.m), g, static_cast<index_t>(b), static_cast<index_t>(e));
+                    });
     return;
   }
   std::size_t const per_thread = static_cast<std::size_t>(blk::nc * blk::kc + blk::nc);

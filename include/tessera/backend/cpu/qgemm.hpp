@@ -168,6 +168,10 @@ inline constexpr index_t q4_block_groups = 4;
 #else
 inline constexpr index_t q4_block_groups = 2;
 #endif
+/// How far ahead of its loads the 4-bit kernel prefetches W: 2 KiB (32 cache lines) in flight per
+/// core. Measured on the 0.5B and 1.5B decoders (q4, 2 threads of a Zen 4): 3 - 5 % faster per token
+/// than 512 bytes; 4 KiB the same as 2.
+inline constexpr index_t q4_prefetch_bytes = 2048;
 
 /// x quantized for the integer kernel, per row: x8 (int8, blocks of q4_block_groups groups, each
 /// block the groups' first 16 values then their last 16, as the nibbles unpack), the per-group
@@ -181,6 +185,9 @@ struct q4_x_layout {
   std::int32_t* offset;    // [m][blocks][4 * q4_block_groups]
 };
 
+/// Runs on the calling thread before the parallel region (a serial step of every decode product),
+/// hence the vector form: the same values as the scalar tail (vcvtps2dq rounds to nearest even, as
+/// std::nearbyint does in the default rounding mode; |x8| <= 127, so the narrowing is exact).
 inline void quantize_x_for_q4(float const* x, index_t ldx, index_t m, index_t k, q4_x_layout const& q) noexcept {
   constexpr index_t G = q4_block_groups;
   index_t const groups = k / 32;
@@ -193,18 +200,37 @@ inline void quantize_x_for_q4(float const* x, index_t ldx, index_t m, index_t k,
     std::memset(off, 0, static_cast<std::size_t>(q.blocks * 4 * G) * sizeof(std::int32_t));
     for (index_t g = 0; g < groups; ++g) {
       float const* xg = x + i * ldx + g * 32;
+      index_t const b = g / G, slot = g % G;
+      // the group's first 16 values in the block's low half, its last 16 in the high half
+      std::int8_t* lo = x8 + b * 32 * G + slot * 16;
+      std::int8_t* hi = lo + 16 * G;
+      std::int32_t* o = off + b * 4 * G + slot * 4;
+#if defined(__AVX512F__)
+      __m512 const a = _mm512_loadu_ps(xg), c = _mm512_loadu_ps(xg + 16);
+      float const amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(c)));
+      float const inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+      dx[g] = amax / 127.0f;
+      __m512 const vinv = _mm512_set1_ps(inv);
+      __m128i const la = _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(a, vinv)));
+      __m128i const lc = _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(c, vinv)));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(lo), la);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(hi), lc);
+      // lane l of the kernel's dot product covers values 4l .. 4l + 3 of both halves
+      __m128i const ones8 = _mm_set1_epi8(1), ones16 = _mm_set1_epi16(1);
+      __m128i const sum4 = _mm_add_epi32(_mm_madd_epi16(_mm_maddubs_epi16(ones8, la), ones16),
+                                         _mm_madd_epi16(_mm_maddubs_epi16(ones8, lc), ones16));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(o), _mm_mullo_epi32(sum4, _mm_set1_epi32(-8)));
+#else
       float amax = 0.0f;
       for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(xg[j]));
-      float const d = amax / 127.0f, inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-      index_t const b = g / G, slot = g % G;
-      dx[g] = d;
+      float const inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+      dx[g] = amax / 127.0f;
       for (int j = 0; j < 32; ++j) {
         auto const v = static_cast<std::int8_t>(std::nearbyint(xg[j] * inv));
-        // first 16 values in the block's low half, last 16 in its high half, 16 bytes per group
-        index_t const at = b * 32 * G + (j < 16 ? 0 : 16 * G) + slot * 16 + (j & 15);
-        x8[at] = v;
-        off[b * 4 * G + slot * 4 + (j & 15) / 4] -= 8 * v;
+        (j < 16 ? lo : hi)[j & 15] = v;
+        o[(j & 15) / 4] -= 8 * v;
       }
+#endif
     }
   }
 }
@@ -227,7 +253,7 @@ void q4_int_gemv_rows(qgemm_args<Bias> const& g, q4_x_layout const& q, index_t n
       index_t const g0 = b * G, in_block = std::min<index_t>(G, groups - g0);
       __mmask64 const mask = in_block == G ? ~__mmask64{0} : (__mmask64{1} << (16 * in_block)) - 1;
       __m512i const raw = _mm512_maskz_loadu_epi8(mask, qr + g0 * 16);
-      _mm_prefetch(reinterpret_cast<char const*>(qr + g0 * 16 + 512), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<char const*>(qr + g0 * 16 + q4_prefetch_bytes), _MM_HINT_T0);
       __m512i const lo = _mm512_and_si512(raw, low4), hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4);
       alignas(16) float dw[4] = {0, 0, 0, 0};
       if (per_scale == 1 && in_block == G) {
@@ -260,7 +286,7 @@ void q4_int_gemv_rows(qgemm_args<Bias> const& g, q4_x_layout const& q, index_t n
       } else {
         raw = _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<__m128i const*>(qr + g0 * 16)));
       }
-      _mm_prefetch(reinterpret_cast<char const*>(qr + g0 * 16 + 512), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<char const*>(qr + g0 * 16 + q4_prefetch_bytes), _MM_HINT_T0);
       __m256i const lo = _mm256_and_si256(raw, low4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4);
       float dw[2] = {scale_to_float(sr[g0 / per_scale]), in_block == G ? scale_to_float(sr[(g0 + 1) / per_scale]) : 0.0f};
       __m256 const dw8 = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_setr_ps(dw[0], dw[1], 0, 0)), quad);
@@ -503,14 +529,14 @@ void qgemv_parts(std::span<qgemm_args<Bias> const> parts, bool bf16_products, ex
     ldx = k;
   }
   // rows.operator()<M>(args, begin, end) for the runtime number of x rows, over the rows of the
-  // parts that fall in each thread's share
+  // parts that fall in each chunk (parallel_chunks: contiguous shares, balanced at the end)
+  long long const chunk_rows = gemv_chunk_rows(static_cast<double>(k) * (format == quant::weight_format::q4 ? 0.5 : 1.0), 4);
   auto over_outputs = [&](auto&& rows) {
-    parallel_region(threads, [&](int t, int T) {
-      auto const r = split(n, t, T, 4);
+    parallel_chunks(threads, n, chunk_rows, [&](long long begin, long long end) {
       index_t base = 0;
       for (qgemm_args<Bias> const& p : parts) {
-        index_t const b = std::max<index_t>(static_cast<index_t>(r.begin) - base, 0);
-        index_t const e = std::min<index_t>(static_cast<index_t>(r.end) - base, p.w.rows);
+        index_t const b = std::max<index_t>(static_cast<index_t>(begin) - base, 0);
+        index_t const e = std::min<index_t>(static_cast<index_t>(end) - base, p.w.rows);
         base += p.w.rows;
         if (b >= e) continue;
         qgemm_args<Bias> g = p;
