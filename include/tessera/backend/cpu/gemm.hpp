@@ -651,7 +651,7 @@ void gemm(gemm_args<W, Bias> g, bool bf16_products, exec_ctx<cpu_simd<A>>& ctx,
       index_t const ldxb = (g.k + 31) / 32 * 32;  // zero-padded: full-width x loads, masked W tail
       bf16* xb = frame.template alloc<bf16>(static_cast<std::size_t>(g.m * ldxb));
       convert_rows_to_bf16<A>(g.x, g.ldx, g.m, g.k, xb, ldxb);
-      parallel_chunks(threads, g.n, gemv_chunk_rows(2.0 * static_cast<double>(g.k), 4), [&](long long b, long long e) {
+      parallel_chunks(threads, g.n, gemv_chunk_rows(static_cast<double>(sizeof(W)) * static_cast<double>(g.k), 4), [&](long long b, long long e) {
         switch (g.m) {
           case 1: gemv_bf16_rows<1>(g, xb, ldxb, b, e); break;
           case 2: gemv_bf16_rows<2>(g, xb, ldxb, b, e); break;
@@ -685,7 +685,7 @@ void gemm(gemm_args<W, Bias> g, bool bf16_products, exec_ctx<cpu_simd<A>>& ctx,
       index_t const ldxp = (g.k + 7) / 8 * 8;
       float* xp = frame.template alloc<float>(static_cast<std::size_t>(g.m * ldxp));
       permute_rows_for_avx2_gemv(g.x, g.ldx, g.m, g.k, bf16_products, xp, ldxp);
-      parallel_chunks(threads, g.n, gemv_chunk_rows(2.0 * static_cast<double>(g.k), 8), [&](long long b, long long e) {
+      parallel_chunks(threads, g.n, gemv_chunk_rows(static_cast<double>(sizeof(W)) * static_cast<double>(g.k), 8), [&](long long b, long long e) {
         switch (g.m) {
           case 1: gemv_bf16_avx2_rows<1>(g, xp, ldxp, b, e); break;
           case 2: gemv_bf16_avx2_rows<2>(g, xp, ldxp, b, e); break;

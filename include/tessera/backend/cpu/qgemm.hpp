@@ -530,7 +530,7 @@ void qgemv_parts(std::span<qgemm_args<Bias> const> parts, bool bf16_products, ex
   }
   // rows.operator()<M>(args, begin, end) for the runtime number of x rows, over the rows of the
   // parts that fall in each chunk (parallel_chunks: contiguous shares, balanced at the end)
-  long long const chunk_rows = gemv_chunk_rows(static_cast<double>(k) * (format == quant::weight_format::q4 ? 0.5 : 1.0), 4);
+  long long const chunk_rows = gemv_chunk_rows(static_cast<double>(quant::row_bytes(format, k)), 4);
   auto over_outputs = [&](auto&& rows) {
     parallel_chunks(threads, n, chunk_rows, [&](long long begin, long long end) {
       index_t base = 0;
